@@ -1,0 +1,3 @@
+from sme.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""`sme`: the command line. Each service is a subcommand; settings come from SME_* env vars."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from sme.errors import SmeError
+from sme.settings import Settings, load_settings
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def run_engine(settings: Settings) -> None:
+    """Run one engine instance (a Faust worker) until SIGINT/SIGTERM."""
+    from faust import Worker
+
+    from sme.engine.app import Engine
+    from sme.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    settings.engine_table_dir.mkdir(parents=True, exist_ok=True)
+    engine = Engine(settings)
+    print(f"sme engine: metrics at http://{settings.engine_web_host}:{settings.engine_web_port}/metrics", flush=True)
+    Worker(engine.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+
+
+def run_gateway(settings: Settings) -> None:
+    """Serve the gateway (HTTP API, dashboard, ClickHouse sink) until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from sme.gateway.app import create_app
+
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    print(f"sme gateway: API {base}/api/v1  dashboard {base}/dashboard  metrics {base}/metrics", flush=True)
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.http_port,
+        log_level=settings.log_level.lower(), access_log=False,
+    )
+
+
+def run_topics(settings: Settings) -> None:
+    from sme.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(settings))
+    print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
+
+
+def run_schemas(directory: Path) -> None:
+    from sme.contracts.schemas import write_schemas
+
+    for path in write_schemas(directory):
+        print(path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sme", description="Sequential Messaging Engine.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("engine", help="run an engine instance (Faust worker)",
+                   description="Consume sme.events, keep per-user state, emit commands and activities. "
+                   "Settings: SME_* environment variables (see README).")
+    sub.add_parser("gateway", help="run the gateway (HTTP API, dashboard, ClickHouse sink)",
+                   description="Serve the HTTP API and dashboard and sink sme.activities into ClickHouse. "
+                   "Settings: SME_* environment variables (see README).")
+    sub.add_parser("topics", help="create missing Kafka topics", description="Create the SME topics that do not exist yet.")
+    schemas = sub.add_parser("schemas", help="write the JSON Schemas of the message contracts",
+                             description="Generate schemas/<name>.schema.json from the pydantic models.")
+    schemas.add_argument("--out", type=Path, default=Path("schemas"), help="output directory (default: schemas)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "schemas":
+        run_schemas(args.out)
+        return 0
+    try:
+        settings = load_settings()
+    except ValidationError as exc:
+        print(f"sme: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    _configure_logging(settings.log_level)
+    try:
+        {"engine": run_engine, "gateway": run_gateway, "topics": run_topics}[args.command](settings)
+    except SmeError as exc:
+        print(f"sme: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,34 @@
+"""Next-message commands on `sme.commands.<channel>` (key = user id). A command means
+"send now": deferrals are timers inside the engine, never future times handed to a sender."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from sme.contracts.channels import Channel
+
+
+class Arm(StrEnum):
+    """Experiment arm of an enrollment."""
+
+    ADAPTIVE = "adaptive"
+    BASELINE = "baseline"
+    HOLDOUT = "holdout"
+
+
+class Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    command_id: str = Field(description="Deterministic idempotency key: same due step, same id.")
+    workspace_id: str
+    config_id: str
+    config_version: int = Field(ge=1)
+    user_id: str
+    step_id: str
+    channel: Channel
+    template: str
+    variant: str
+    arm: Arm
+    decided_at: AwareDatetime

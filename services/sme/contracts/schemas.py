@@ -1,0 +1,41 @@
+"""JSON Schemas of the wire contracts, generated from the pydantic models into `schemas/`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from sme.contracts.activities import Activity
+from sme.contracts.commands import Command
+from sme.contracts.dead_letters import DeadLetter
+from sme.contracts.events import Event
+
+CONTRACTS: dict[str, type[BaseModel]] = {
+    "event": Event,
+    "command": Command,
+    "activity": Activity,
+    "dead_letter": DeadLetter,
+}
+
+
+def render_schemas() -> dict[str, str]:
+    """File name -> JSON text, stable (sorted keys, trailing newline) so drift is a diff."""
+    out: dict[str, str] = {}
+    for name, model in CONTRACTS.items():
+        schema: dict[str, Any] = model.model_json_schema(mode="serialization")
+        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"sme/{name}", **schema}
+        out[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    return out
+
+
+def write_schemas(directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, text in render_schemas().items():
+        path = directory / file_name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written

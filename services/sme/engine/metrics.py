@@ -1,0 +1,40 @@
+"""The engine's Prometheus metrics, all on one injected registry (tests build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+MAX_EVENT_TYPE_LABELS = 100
+"""Event types come from upstream apps; past this many distinct ones they count as 'other'."""
+
+
+class EngineMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_in = Counter(
+            "sme_events_in_total", "Valid events consumed, by type.", ["type"], registry=registry
+        )
+        self.dead_letters = Counter(
+            "sme_dead_letters_total", "Messages sent to the DLQ, by reason.", ["reason"],
+            registry=registry,
+        )
+        self.commands_out = Counter(
+            "sme_commands_out_total", "Commands emitted, by channel.", ["channel"],
+            registry=registry,
+        )
+        self.activities_out = Counter(
+            "sme_activities_out_total", "Activities emitted, by type.", ["type"], registry=registry
+        )
+        self.decision_seconds = Histogram(
+            "sme_decision_latency_seconds",
+            "Time from consuming an event to having emitted its outputs.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )
+        self._types: set[str] = set()
+
+    def event_type_label(self, event_type: str) -> str:
+        if event_type in self._types or len(self._types) < MAX_EVENT_TYPE_LABELS:
+            self._types.add(event_type)
+            return event_type
+        return "other"

@@ -1,0 +1,127 @@
+"""The gateway's HTTP surface (FastAPI) and its lifecycle: open the ClickHouse store, make
+sure the topics exist, run the activity sink, serve health, metrics, the dashboard and API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Annotated
+
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from sme.contracts.activities import ActivityType
+from sme.gateway.dashboard import render_placeholder
+from sme.gateway.metrics import GatewayMetrics
+from sme.gateway.sink import ActivitySink
+from sme.settings import Settings
+from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.queries import ActivityFilter, InvalidCursorError, activity_totals, list_activities
+from sme.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+API = "/api/v1/035-sequential-messaging-engine"
+MAX_PAGE = 1000
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    store: ClickHouseStore
+    producer: AIOKafkaProducer
+    sink: ActivitySink
+    sink_task: asyncio.Task[None]
+    metrics: GatewayMetrics
+
+
+def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
+    metrics = GatewayMetrics(registry or CollectorRegistry())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await ClickHouseStore(settings.clickhouse_dsn.get_secret_value(), settings.clickhouse_database).open_async()
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+        try:
+            await ensure_topics(settings)
+            await producer.start()
+            sink = ActivitySink(settings, store, producer, metrics)
+            task = asyncio.create_task(sink.run(), name="activity-sink")
+            task.add_done_callback(_report_sink_exit)
+            app.state.gw = GatewayState(settings, store, producer, sink, task, metrics)
+            yield
+        finally:
+            if hasattr(app.state, "gw"):
+                app.state.gw.sink_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await app.state.gw.sink_task
+            await producer.stop()
+            await store.aclose()
+
+    app = FastAPI(title="Sequential Messaging Engine", version="0.1.0", lifespan=lifespan)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz(request: Request) -> JSONResponse:
+        gw: GatewayState = request.app.state.gw
+        checks = {
+            "clickhouse": await gw.store.ping(),
+            "kafka": gw.sink.started.is_set() and not gw.sink_task.done(),
+        }
+        return JSONResponse({"ready": all(checks.values()), "checks": checks}, 200 if all(checks.values()) else 503)
+
+    @app.get("/metrics", tags=["ops"])
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"])
+    async def dashboard(request: Request) -> str:
+        return render_placeholder(await activity_totals(request.app.state.gw.store))
+
+    @app.get(f"{API}/{{config_id}}/activities", tags=["activities"])
+    async def activities(
+        request: Request,
+        config_id: str,
+        type: Annotated[list[ActivityType] | None, Query()] = None,  # noqa: A002 - API name
+        user_id: str | None = None,
+        from_: Annotated[datetime | date | None, Query(alias="from")] = None,
+        to: datetime | date | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+        cursor: str | None = None,
+    ) -> dict[str, object]:
+        flt = ActivityFilter(
+            config_id=config_id,
+            types=tuple(t.value for t in type or ()),
+            user_id=user_id,
+            since=_utc(from_),
+            until=_utc(to),
+        )
+        try:
+            items, next_cursor = await list_activities(request.app.state.gw.store, flt, limit, cursor)
+        except InvalidCursorError as exc:
+            raise HTTPException(422, detail=[{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]) from exc
+        return {"items": items, "next_cursor": next_cursor}
+
+    return app
+
+
+def _utc(moment: datetime | date | None) -> datetime | None:
+    """ISO dates are UTC midnights; naive datetimes are read as UTC."""
+    if moment is None:
+        return None
+    if not isinstance(moment, datetime):
+        return datetime.combine(moment, time.min, tzinfo=UTC)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _report_sink_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("activity sink stopped: %r", task.exception())

@@ -1,0 +1,28 @@
+"""The gateway's Prometheus metrics on one injected registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.sink_rows = Counter(
+            "sme_sink_rows_total", "Activity rows inserted into ClickHouse.", registry=registry
+        )
+        self.sink_batches = Counter(
+            "sme_sink_batches_total", "Batches inserted into ClickHouse.", registry=registry
+        )
+        self.sink_errors = Counter(
+            "sme_sink_errors_total", "Failed insert attempts (each is retried).", registry=registry
+        )
+        self.sink_dead_letters = Counter(
+            "sme_sink_dead_letters_total", "Unreadable activity messages sent to the DLQ.",
+            registry=registry,
+        )
+        self.sink_insert_seconds = Histogram(
+            "sme_sink_insert_seconds", "Insert latency per batch.",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )

@@ -1,0 +1,129 @@
+"""The one settings object. Every knob has a default, is read from `SME_*` env vars, is
+validated at start-up, and is frozen so no code path can change it mid-flight."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sme.contracts.channels import Channel
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+
+class Settings(BaseSettings):
+    """Runtime configuration for the engine, the gateway and the CLI (env prefix `SME_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SME_", frozen=True, extra="ignore")
+
+    # --- infrastructure -------------------------------------------------------------------
+    kafka_bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    clickhouse_dsn: SecretStr = Field(
+        SecretStr(""),
+        description="clickhouse-connect DSN; empty means chdb:///<data_dir>/clickhouse "
+        "(embedded engine). http://user:pass@host:8123/db selects a server.",
+    )
+    clickhouse_database: str = Field("sme", description="Database that holds the SME tables.")
+    data_dir: Path = Field(Path("./.data"), description="Local state: table stores, chdb.")
+
+    # --- HTTP -----------------------------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Gateway bind address.")
+    http_port: int = Field(8080, ge=1, le=65535, description="Gateway HTTP port.")
+    engine_web_host: str = Field("127.0.0.1", description="Engine /metrics bind address.")
+    engine_web_port: int = Field(6066, ge=1, le=65535, description="Engine /metrics port.")
+
+    # --- engine ---------------------------------------------------------------------------
+    engine_app_id: str = Field("sme-engine", description="Engine consumer group / Faust id.")
+    engine_instance: str = Field(
+        "0", description="Engine instance name; each one keeps its table store in its own dir."
+    )
+    engine_store: Literal["rocksdb", "memory"] = Field(
+        "rocksdb", description="Faust table store for per-user state."
+    )
+    max_event_bytes: int = Field(
+        64 * 1024, ge=256, le=16 * 1024 * 1024, description="Larger events are dead-lettered."
+    )
+
+    # --- gateway sink ---------------------------------------------------------------------
+    gateway_group_id: str = Field("sme-gateway", description="Gateway sink consumer group.")
+    sink_batch_size: int = Field(2000, ge=1, le=100_000, description="Rows per insert.")
+    sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="Max wait before insert.")
+    sink_retry_max_seconds: float = Field(30.0, gt=0, description="Cap of the retry backoff.")
+
+    # --- topics ---------------------------------------------------------------------------
+    topic_events: str = Field("sme.events", description="Engagement events in, key = user id.")
+    topic_commands_prefix: str = Field(
+        "sme.commands", description="Commands out: <prefix>.<channel>, key = user id."
+    )
+    topic_activities: str = Field("sme.activities", description="Decisions and observations.")
+    topic_configs: str = Field("sme.configs", description="Compacted configurations.")
+    topic_dlq: str = Field("sme.dlq", description="Dead letters with reasons.")
+    topic_partitions: int = Field(6, ge=1, le=1000, description="Partitions of new topics.")
+    topic_replication: int = Field(1, ge=1, le=5, description="Replication of new topics.")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_dsn(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not str(data.get("clickhouse_dsn") or ""):
+            data_dir = Path(str(data.get("data_dir") or "./.data")).resolve()
+            data["clickhouse_dsn"] = f"chdb://{data_dir / 'clickhouse'}"
+        return data
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _known_scheme(cls, v: SecretStr) -> SecretStr:
+        scheme = v.get_secret_value().split("://", 1)[0]
+        if scheme not in {"chdb", "http", "https", "clickhouse", "clickhouses"}:
+            raise ValueError("must start with chdb://, http://, https:// or clickhouse://")
+        return v
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _safe_identifier(cls, v: str) -> str:
+        if not _IDENTIFIER.match(v):
+            raise ValueError("must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
+        return v
+
+    @field_validator(
+        "topic_events", "topic_commands_prefix", "topic_activities", "topic_configs", "topic_dlq"
+    )
+    @classmethod
+    def _legal_topic(cls, v: str) -> str:
+        if not _TOPIC.match(v):
+            raise ValueError("topic names use letters, digits, '.', '_' and '-' only")
+        return v
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.resolve()
+
+    # --- derived --------------------------------------------------------------------------
+    @property
+    def is_embedded_clickhouse(self) -> bool:
+        return self.clickhouse_dsn.get_secret_value().startswith("chdb://")
+
+    def command_topic(self, channel: Channel) -> str:
+        return f"{self.topic_commands_prefix}.{channel.value}"
+
+    @property
+    def command_topics(self) -> dict[Channel, str]:
+        return {channel: self.command_topic(channel) for channel in Channel}
+
+    @property
+    def engine_table_dir(self) -> Path:
+        return self.data_dir / "engine" / self.engine_instance
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment (and explicit overrides, for tests and the CLI)."""
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""ClickHouse adapter: connection (embedded chdb or server), migrations, inserts, queries."""

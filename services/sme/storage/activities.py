@@ -1,0 +1,53 @@
+"""Activity rows: the mapping from the wire model to the `activities` table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC
+from typing import Any
+
+import orjson
+
+from sme.contracts.activities import Activity
+
+ACTIVITY_COLUMNS = (
+    "activity_id",
+    "type",
+    "workspace_id",
+    "user_id",
+    "occurred_at",
+    "config_id",
+    "config_version",
+    "step_id",
+    "channel",
+    "arm",
+    "command_id",
+    "event_id",
+    "event_type",
+    "reason_code",
+    "value",
+    "cost",
+    "details",
+)
+
+
+def activity_row(activity: Activity) -> list[Any]:
+    return [
+        uuid.UUID(activity.activity_id),
+        activity.type.value,
+        activity.workspace_id,
+        activity.user_id,
+        activity.occurred_at.astimezone(UTC),
+        activity.config_id,
+        activity.config_version,
+        activity.step_id,
+        activity.channel.value if activity.channel else "",
+        activity.arm.value if activity.arm else "",
+        activity.command_id,
+        activity.event_id,
+        activity.event_type,
+        activity.reason_code,
+        activity.value,
+        activity.cost,
+        orjson.dumps(activity.details).decode(),
+    ]

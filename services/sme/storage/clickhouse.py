@@ -1,0 +1,154 @@
+"""One ClickHouse store per process, embedded (chdb) or a server, chosen by the DSN alone.
+
+Two handles: a writer for the sink and a reader for the HTTP path, each driven from its own
+single thread. chdb serialises calls on one handle, so a long insert never delays a dashboard
+query, and no blocking call ever runs on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.query import QueryResult
+
+from sme.errors import StoreInUseError
+from sme.storage.migrations import migrate
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StoreLock:
+    """An exclusive flock beside an embedded store, holding the owner's PID, so a second
+    opener fails at once with who owns it instead of hanging or failing obscurely."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.path = store_path.with_name(store_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise StoreInUseError(str(self.path.with_suffix("")), int(owner) if owner.isdigit() else None) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def embedded_path(dsn: str) -> Path | None:
+    """The store directory of a `chdb://` DSN, None for a server DSN."""
+    if not dsn.startswith("chdb://"):
+        return None
+    path = urlsplit(dsn).path
+    if not path or path == ":memory:":
+        raise ValueError("embedded ClickHouse needs a directory: chdb:///absolute/path")
+    return Path(path)
+
+
+class ClickHouseStore:
+    def __init__(self, dsn: str, database: str) -> None:
+        self.dsn = dsn
+        self.database = database
+        self._lock: StoreLock | None = None
+        self._writer: Client | None = None
+        self._reader: Client | None = None
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="ch-write")
+        self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="ch-read")
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb://")
+
+    def open(self) -> ClickHouseStore:
+        """Lock (embedded only), connect both handles and apply migrations. Blocking: call it
+        at start-up or through `open_async`."""
+        path = embedded_path(self.dsn)
+        if path is not None:
+            self._lock = StoreLock(path)
+            self._lock.acquire()
+        try:
+            self._writer = clickhouse_connect.get_client(dsn=self.dsn)
+            self._reader = clickhouse_connect.get_client(dsn=self.dsn)
+            applied = migrate(self._writer, self.database)
+            if applied:
+                log.info("ClickHouse %s: applied migrations %s", self.database, applied)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    async def open_async(self) -> ClickHouseStore:
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, self.open)
+        return self
+
+    def close(self) -> None:
+        for client in (self._writer, self._reader):
+            if client is not None:
+                try:
+                    client.close()
+                except Exception:  # closing is best effort; the lock release below matters
+                    log.exception("closing a ClickHouse client failed")
+        self._writer = self._reader = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    async def aclose(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, self.close)
+        self._write_thread.shutdown(wait=False)
+        self._read_thread.shutdown(wait=False)
+
+    # --- writes ---------------------------------------------------------------------------
+    async def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        writer = self._require(self._writer)
+
+        def run() -> None:
+            writer.insert(table, rows, column_names=list(columns), database=self.database)
+
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
+
+    # --- reads ----------------------------------------------------------------------------
+    async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
+        """A read on the reader handle. `sql` may use `{db}` for the database identifier and
+        `{name:Type}` placeholders bound server-side from `parameters`."""
+        reader = self._require(self._reader)
+        statement = sql.replace("{db}", self.database)
+
+        def run() -> QueryResult:
+            return reader.query(statement, parameters=parameters or {})
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, run)
+
+    async def ping(self) -> bool:
+        try:
+            result = await self.query("SELECT 1")
+        except Exception:
+            return False
+        return bool(result.result_rows == [(1,)])
+
+    @staticmethod
+    def _require(client: Client | None) -> Client:
+        if client is None:
+            raise RuntimeError("ClickHouseStore is not open")
+        return client
