@@ -28,9 +28,11 @@ def run_engine(settings: Settings) -> None:
 
     asyncio.run(ensure_topics(settings))
     asyncio.set_event_loop(asyncio.new_event_loop())
-    settings.engine_table_dir.mkdir(parents=True, exist_ok=True)
     engine = Engine(settings)
-    print(f"sme engine: metrics at http://{settings.engine_web_host}:{settings.engine_web_port}/metrics", flush=True)
+    print(
+        f"sme engine: metrics at http://{settings.engine_web_host}:{settings.engine_web_port}/metrics",
+        flush=True,
+    )
     Worker(engine.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
 
 
@@ -41,10 +43,16 @@ def run_gateway(settings: Settings) -> None:
     from sme.gateway.app import create_app
 
     base = f"http://{settings.http_host}:{settings.http_port}"
-    print(f"sme gateway: API {base}/api/v1  dashboard {base}/dashboard  metrics {base}/metrics", flush=True)
+    print(
+        f"sme gateway: API {base}/api/v1  dashboard {base}/dashboard  metrics {base}/metrics",
+        flush=True,
+    )
     uvicorn.run(
-        create_app(settings), host=settings.http_host, port=settings.http_port,
-        log_level=settings.log_level.lower(), access_log=False,
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
     )
 
 
@@ -65,16 +73,31 @@ def run_schemas(directory: Path) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sme", description="Sequential Messaging Engine.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("engine", help="run an engine instance (Faust worker)",
-                   description="Consume sme.events, keep per-user state, emit commands and activities. "
-                   "Settings: SME_* environment variables (see README).")
-    sub.add_parser("gateway", help="run the gateway (HTTP API, dashboard, ClickHouse sink)",
-                   description="Serve the HTTP API and dashboard and sink sme.activities into ClickHouse. "
-                   "Settings: SME_* environment variables (see README).")
-    sub.add_parser("topics", help="create missing Kafka topics", description="Create the SME topics that do not exist yet.")
-    schemas = sub.add_parser("schemas", help="write the JSON Schemas of the message contracts",
-                             description="Generate schemas/<name>.schema.json from the pydantic models.")
-    schemas.add_argument("--out", type=Path, default=Path("schemas"), help="output directory (default: schemas)")
+    sub.add_parser(
+        "engine",
+        help="run an engine instance (Faust worker)",
+        description="Consume sme.events, keep per-user state, emit commands and activities. "
+        "Settings: SME_* environment variables (see README).",
+    )
+    sub.add_parser(
+        "gateway",
+        help="run the gateway (HTTP API, dashboard, ClickHouse sink)",
+        description="Serve the HTTP API and dashboard and sink sme.activities into ClickHouse. "
+        "Settings: SME_* environment variables (see README).",
+    )
+    sub.add_parser(
+        "topics",
+        help="create missing Kafka topics",
+        description="Create the SME topics that do not exist yet.",
+    )
+    schemas = sub.add_parser(
+        "schemas",
+        help="write the JSON Schemas of the message contracts",
+        description="Generate schemas/<name>.schema.json from the pydantic models.",
+    )
+    schemas.add_argument(
+        "--out", type=Path, default=Path("schemas"), help="output directory (default: schemas)"
+    )
     return parser
 
 

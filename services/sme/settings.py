@@ -11,8 +11,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sme.contracts.channels import Channel
+from sme.storage.sql import checked_identifier
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -89,9 +89,7 @@ class Settings(BaseSettings):
     @field_validator("clickhouse_database")
     @classmethod
     def _safe_identifier(cls, v: str) -> str:
-        if not _IDENTIFIER.match(v):
-            raise ValueError("must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*)")
-        return v
+        return checked_identifier(v)
 
     @field_validator(
         "topic_events", "topic_commands_prefix", "topic_activities", "topic_configs", "topic_dlq"

@@ -46,8 +46,9 @@ async def ensure_topics(settings: Settings, timeout_s: float = 60.0) -> list[str
             break
         except (KafkaConnectionError, KafkaError, OSError) as exc:
             if asyncio.get_running_loop().time() > deadline:
+                where = settings.kafka_bootstrap_servers
                 raise BrokerUnavailableError(
-                    f"Kafka at {settings.kafka_bootstrap_servers} did not answer in {timeout_s:.0f}s: {exc}"
+                    f"Kafka at {where} did not answer in {timeout_s:.0f}s: {exc}"
                 ) from exc
             await asyncio.sleep(1.0)
     try:

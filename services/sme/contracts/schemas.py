@@ -26,7 +26,11 @@ def render_schemas() -> dict[str, str]:
     out: dict[str, str] = {}
     for name, model in CONTRACTS.items():
         schema: dict[str, Any] = model.model_json_schema(mode="serialization")
-        schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"sme/{name}", **schema}
+        schema = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"sme/{name}",
+            **schema,
+        }
         out[f"{name}.schema.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
     return out
 

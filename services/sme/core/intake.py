@@ -32,18 +32,27 @@ class Rejection:
 def parse_event(raw: bytes | None, max_bytes: int) -> Event | Rejection:
     """Validate one message value. Size is checked before any parsing work is spent on it."""
     if raw is None:
-        return Rejection(RejectReason.INVALID_JSON, (FieldError(loc="", message="empty message value", type="empty"),))
+        return Rejection(
+            RejectReason.INVALID_JSON,
+            (FieldError(loc="", message="empty message value", type="empty"),),
+        )
     if len(raw) > max_bytes:
         message = f"{len(raw)} bytes exceeds the limit of {max_bytes}"
-        return Rejection(RejectReason.TOO_LARGE, (FieldError(loc="", message=message, type="too_large"),))
+        return Rejection(
+            RejectReason.TOO_LARGE, (FieldError(loc="", message=message, type="too_large"),)
+        )
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return Rejection(RejectReason.INVALID_JSON, (FieldError(loc="", message=str(exc), type="json_invalid"),))
+        return Rejection(
+            RejectReason.INVALID_JSON, (FieldError(loc="", message=str(exc), type="json_invalid"),)
+        )
     try:
         return Event.model_validate(document)
     except ValidationError as exc:
-        return Rejection(RejectReason.VALIDATION_FAILED, _field_errors(exc), _workspace_hint(document))
+        return Rejection(
+            RejectReason.VALIDATION_FAILED, _field_errors(exc), _workspace_hint(document)
+        )
 
 
 def _field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
@@ -83,7 +92,11 @@ def rejected_activity(rejection: Rejection, source: SourcePosition, now: datetim
     the reason and failing field paths, never the payload (it may hold personal data)."""
     return Activity(
         activity_id=stable_id(
-            "activity", ActivityType.EVENT_REJECTED.value, source.topic, source.partition, source.offset
+            "activity",
+            ActivityType.EVENT_REJECTED.value,
+            source.topic,
+            source.partition,
+            source.offset,
         ),
         type=ActivityType.EVENT_REJECTED,
         workspace_id=rejection.workspace_hint,

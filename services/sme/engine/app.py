@@ -49,7 +49,10 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.metrics = EngineMetrics(registry or CollectorRegistry())
-        brokers = [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")]
+        settings.engine_table_dir.mkdir(parents=True, exist_ok=True)
+        brokers = [
+            f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")
+        ]
         self.app = faust.App(
             settings.engine_app_id,
             broker=brokers,
@@ -67,7 +70,8 @@ class Engine:
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.events_topic = self.app.topic(settings.topic_events, **raw)
         self.command_topics = {
-            channel: self.app.topic(name, **raw) for channel, name in settings.command_topics.items()
+            channel: self.app.topic(name, **raw)
+            for channel, name in settings.command_topics.items()
         }
         self.activities_topic = self.app.topic(settings.topic_activities, **raw)
         self.dlq_topic = self.app.topic(settings.topic_dlq, **raw)
@@ -112,7 +116,9 @@ class Engine:
             self.users[key] = decision.state.to_dict()
             self.metrics.events_in.labels(self.metrics.event_type_label(parsed.type)).inc()
         except Exception as exc:
-            log.exception("processing %s[%s]@%s failed", message.topic, message.partition, message.offset)
+            log.exception(
+                "processing %s[%s]@%s failed", message.topic, message.partition, message.offset
+            )
             error = FieldError(loc="", message=str(exc)[:1000], type=type(exc).__name__)
             await self._reject(Rejection(RejectReason.PROCESSING_ERROR, (error,)), message)
         finally:
@@ -132,5 +138,7 @@ class Engine:
             activity = rejected_activity(rejection, source, now)
             await self.activities_topic.send(key=message.key, value=_dump(activity))
         except Exception:
-            log.exception("could not dead-letter %s[%s]@%s", source.topic, source.partition, source.offset)
+            log.exception(
+                "could not dead-letter %s[%s]@%s", source.topic, source.partition, source.offset
+            )
         self.metrics.dead_letters.labels(rejection.reason.value).inc()

@@ -15,11 +15,15 @@ class EngineMetrics:
             "sme_events_in_total", "Valid events consumed, by type.", ["type"], registry=registry
         )
         self.dead_letters = Counter(
-            "sme_dead_letters_total", "Messages sent to the DLQ, by reason.", ["reason"],
+            "sme_dead_letters_total",
+            "Messages sent to the DLQ, by reason.",
+            ["reason"],
             registry=registry,
         )
         self.commands_out = Counter(
-            "sme_commands_out_total", "Commands emitted, by channel.", ["channel"],
+            "sme_commands_out_total",
+            "Commands emitted, by channel.",
+            ["channel"],
             registry=registry,
         )
         self.activities_out = Counter(

@@ -45,7 +45,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = await ClickHouseStore(settings.clickhouse_dsn.get_secret_value(), settings.clickhouse_database).open_async()
+        store = await ClickHouseStore(
+            settings.clickhouse_dsn.get_secret_value(), settings.clickhouse_database
+        ).open_async()
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
         try:
             await ensure_topics(settings)
@@ -76,7 +78,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             "clickhouse": await gw.store.ping(),
             "kafka": gw.sink.started.is_set() and not gw.sink_task.done(),
         }
-        return JSONResponse({"ready": all(checks.values()), "checks": checks}, 200 if all(checks.values()) else 503)
+        return JSONResponse(
+            {"ready": all(checks.values()), "checks": checks}, 200 if all(checks.values()) else 503
+        )
 
     @app.get("/metrics", tags=["ops"])
     async def prometheus() -> Response:
@@ -90,7 +94,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def activities(
         request: Request,
         config_id: str,
-        type: Annotated[list[ActivityType] | None, Query()] = None,  # noqa: A002 - API name
+        type: Annotated[list[ActivityType] | None, Query()] = None,
         user_id: str | None = None,
         from_: Annotated[datetime | date | None, Query(alias="from")] = None,
         to: datetime | date | None = None,
@@ -105,9 +109,13 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             until=_utc(to),
         )
         try:
-            items, next_cursor = await list_activities(request.app.state.gw.store, flt, limit, cursor)
+            items, next_cursor = await list_activities(
+                request.app.state.gw.store, flt, limit, cursor
+            )
         except InvalidCursorError as exc:
-            raise HTTPException(422, detail=[{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]) from exc
+            raise HTTPException(
+                422, detail=[{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
+            ) from exc
         return {"items": items, "next_cursor": next_cursor}
 
     return app

@@ -18,11 +18,13 @@ class GatewayMetrics:
             "sme_sink_errors_total", "Failed insert attempts (each is retried).", registry=registry
         )
         self.sink_dead_letters = Counter(
-            "sme_sink_dead_letters_total", "Unreadable activity messages sent to the DLQ.",
+            "sme_sink_dead_letters_total",
+            "Unreadable activity messages sent to the DLQ.",
             registry=registry,
         )
         self.sink_insert_seconds = Histogram(
-            "sme_sink_insert_seconds", "Insert latency per batch.",
+            "sme_sink_insert_seconds",
+            "Insert latency per batch.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )

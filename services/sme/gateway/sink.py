@@ -121,15 +121,24 @@ class ActivitySink:
                 raise
             except Exception as exc:
                 self.metrics.sink_errors.inc()
-                log.warning("sink insert of %d rows failed (%s); retrying in %.1fs", len(batch.rows), exc, delay)
+                log.warning(
+                    "sink insert of %d rows failed (%s); retrying in %.1fs",
+                    len(batch.rows),
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
         self.metrics.sink_rows.inc(len(batch.rows))
         self.metrics.sink_batches.inc()
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], rejection: Rejection) -> None:
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], rejection: Rejection
+    ) -> None:
         source = SourcePosition(
-            topic=record.topic, partition=record.partition, offset=record.offset,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
             key=record.key.decode(errors="replace")[:256] if record.key else None,
         )
         letter = dead_letter(rejection, record.value, source, datetime.now(UTC), service="gateway")

@@ -23,6 +23,7 @@ from clickhouse_connect.driver.query import QueryResult
 
 from sme.errors import StoreInUseError
 from sme.storage.migrations import migrate
+from sme.storage.sql import checked_identifier
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,7 +45,9 @@ class StoreLock:
         except BlockingIOError:
             owner = os.read(fd, 32).decode(errors="replace").strip()
             os.close(fd)
-            raise StoreInUseError(str(self.path.with_suffix("")), int(owner) if owner.isdigit() else None) from None
+            raise StoreInUseError(
+                str(self.path.with_suffix("")), int(owner) if owner.isdigit() else None
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -69,7 +72,7 @@ def embedded_path(dsn: str) -> Path | None:
 class ClickHouseStore:
     def __init__(self, dsn: str, database: str) -> None:
         self.dsn = dsn
-        self.database = database
+        self.database = checked_identifier(database)
         self._lock: StoreLock | None = None
         self._writer: Client | None = None
         self._reader: Client | None = None
@@ -120,7 +123,9 @@ class ClickHouseStore:
         self._read_thread.shutdown(wait=False)
 
     # --- writes ---------------------------------------------------------------------------
-    async def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+    async def insert(
+        self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]
+    ) -> None:
         writer = self._require(self._writer)
 
         def run() -> None:

@@ -9,6 +9,8 @@ from importlib import resources
 
 from clickhouse_connect.driver.client import Client
 
+from sme.storage.sql import checked_identifier
+
 log = logging.getLogger(__name__)
 
 
@@ -38,13 +40,19 @@ def load_migrations(database: str) -> list[Migration]:
 
 def migrate(client: Client, database: str) -> list[int]:
     """Apply what is missing; return the versions applied now."""
+    database = checked_identifier(database)
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
     client.command(
         f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations "
         "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
         "ENGINE = ReplacingMergeTree ORDER BY version"
     )
-    done = {row[0] for row in client.query(f"SELECT version FROM {database}.schema_migrations").result_rows}
+    done = {
+        row[0]
+        for row in client.query(
+            f"SELECT version FROM {database}.schema_migrations"  # noqa: S608 - checked identifier
+        ).result_rows
+    }
     applied = []
     for migration in load_migrations(database):
         if migration.version in done:

@@ -14,9 +14,23 @@ import orjson
 from sme.storage.clickhouse import ClickHouseStore
 
 LISTED_COLUMNS = (
-    "activity_id", "type", "workspace_id", "user_id", "occurred_at", "config_id",
-    "config_version", "step_id", "channel", "arm", "command_id", "event_id", "event_type",
-    "reason_code", "value", "cost", "details",
+    "activity_id",
+    "type",
+    "workspace_id",
+    "user_id",
+    "occurred_at",
+    "config_id",
+    "config_version",
+    "step_id",
+    "channel",
+    "arm",
+    "command_id",
+    "event_id",
+    "event_type",
+    "reason_code",
+    "value",
+    "cost",
+    "details",
 )
 
 
@@ -67,9 +81,7 @@ async def list_activities(
         params["until"] = flt.until
     if cursor:
         at, after_id = decode_cursor(cursor)
-        where.append(
-            "(occurred_at, activity_id) < ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})"
-        )
+        where.append("(occurred_at, activity_id) < ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})")
         params["c_at"], params["c_id"] = at, after_id
     sql = (
         f"SELECT {', '.join(LISTED_COLUMNS)} FROM {{db}}.activities FINAL "  # noqa: S608 - fixed columns
@@ -77,12 +89,16 @@ async def list_activities(
         "ORDER BY occurred_at DESC, activity_id DESC LIMIT {limit:UInt32}"
     )
     result = await store.query(sql, params)
-    items = [_activity_item(dict(zip(LISTED_COLUMNS, row, strict=True))) for row in result.result_rows]
+    items = [
+        _activity_item(dict(zip(LISTED_COLUMNS, row, strict=True))) for row in result.result_rows
+    ]
     next_cursor = None
     if len(items) > limit:
         items = items[:limit]
         last = items[-1]
-        next_cursor = encode_cursor(datetime.fromisoformat(last["occurred_at"]), last["activity_id"])
+        next_cursor = encode_cursor(
+            datetime.fromisoformat(last["occurred_at"]), last["activity_id"]
+        )
     return items, next_cursor
 
 

@@ -1,0 +1,57 @@
+# Sequential Messaging Engine — the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install run stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@rm -f $(VENV)/.installed-*
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+install: $(STAMP) ## virtualenv + Python dependencies (re-runs when pyproject.toml changes)
+
+kafka-start: ## start the local Kafka broker (idempotent)
+	deploy/local/kafka.sh start
+
+kafka-status:
+	deploy/local/kafka.sh status
+
+stop: ## stop the local Kafka broker
+	deploy/local/kafka.sh stop
+
+run: install kafka-start ## broker + engine + gateway; Ctrl-C stops the services
+	deploy/local/run.sh
+
+engine: install kafka-start
+	$(BIN)/sme engine
+
+gateway: install kafka-start
+	$(BIN)/sme gateway
+
+lint: install ## ruff (incl. bugbear, bandit, datetime rules) and mypy --strict
+	$(BIN)/ruff check services tests
+	$(BIN)/mypy
+
+test: install lint kafka-start ## the whole suite: unit, integration (real broker + ClickHouse engine), e2e
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install kafka-start
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: install kafka-start
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+schemas: install ## regenerate schemas/*.schema.json from the pydantic models
+	$(BIN)/sme schemas
+
+clean: stop
+	rm -rf .data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,187 @@
+"""The engine and the gateway as processes, driven only through Kafka and HTTP, the way a
+deployment runs them: `sme engine` and `sme gateway` with SME_* settings."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import unique_topic_env
+from tests.support.infra import free_port
+from tests.support.kafka_io import TopicReader, publish
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.e2e
+API = "/api/v1/035-sequential-messaging-engine"
+
+
+@dataclass
+class Deployment:
+    env: dict[str, str]
+    gateway_url: str
+    engine_metrics_url: str
+    engine: subprocess.Popen[bytes]
+    gateway: subprocess.Popen[bytes]
+    logs: Path
+
+
+def _spawn(command: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    out = (logs / f"{command}.log").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "sme", command], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            return -9
+    return int(process.returncode)
+
+
+@pytest.fixture
+def deployment(kafka: str, tmp_path: Path, use_docker: bool) -> Iterator[Deployment]:
+    http_port, engine_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        **unique_topic_env("e2e"),
+        "SME_KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "SME_DATA_DIR": str(tmp_path / "data"),
+        "SME_HTTP_PORT": str(http_port),
+        "SME_ENGINE_WEB_PORT": str(engine_port),
+        "SME_SINK_FLUSH_SECONDS": "0.2",
+    }
+    env.pop("SME_CLICKHOUSE_DSN", None)  # the gateway owns its own embedded store
+    engine = _spawn("engine", env, tmp_path)
+    gateway = _spawn("gateway", env, tmp_path)
+    deployed = Deployment(
+        env,
+        f"http://127.0.0.1:{http_port}",
+        f"http://127.0.0.1:{engine_port}/metrics",
+        engine,
+        gateway,
+        tmp_path,
+    )
+    try:
+        yield deployed
+    finally:
+        _stop(engine)
+        _stop(gateway)
+
+
+def _log_tail(deployed: Deployment) -> str:
+    return "\n".join(
+        f"--- {name}\n" + (deployed.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+        for name in ("engine", "gateway")
+    )
+
+
+async def test_an_event_published_to_kafka_shows_up_in_the_gateway_and_on_the_channel_topic(
+    deployment: Deployment,
+) -> None:
+    env = deployment.env
+    async with httpx.AsyncClient(base_url=deployment.gateway_url, timeout=5) as http:
+
+        async def ready() -> bool:
+            try:
+                return (await http.get("/readyz")).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        await eventually(ready, timeout=90, what="gateway ready\n" + _log_tail(deployment))
+
+        async with (
+            TopicReader(
+                env["SME_KAFKA_BOOTSTRAP_SERVERS"], f"{env['SME_TOPIC_COMMANDS_PREFIX']}.email"
+            ) as emails,
+            TopicReader(env["SME_KAFKA_BOOTSTRAP_SERVERS"], env["SME_TOPIC_DLQ"]) as dlq,
+        ):
+            await publish(
+                env["SME_KAFKA_BOOTSTRAP_SERVERS"],
+                env["SME_TOPIC_EVENTS"],
+                [
+                    (
+                        b"ada",
+                        orjson.dumps(
+                            {
+                                "event_id": "e2e-1",
+                                "workspace_id": "acme",
+                                "user_id": "ada",
+                                "type": "signed_up",
+                                "occurred_at": "2026-11-28T08:00:00Z",
+                                "user": {"consent": {"email": True}},
+                            }
+                        ),
+                    ),
+                    (b"bob", b"not json at all"),
+                ],
+            )
+
+            async def listed() -> list[dict[str, object]]:
+                response = await http.get(
+                    f"{API}/builtin-welcome/activities", params={"user_id": "ada"}
+                )
+                assert response.status_code == 200, response.text
+                return list(response.json()["items"])
+
+            items = await eventually(
+                listed, timeout=90, what="the activity via the gateway\n" + _log_tail(deployment)
+            )
+            commands = await eventually(emails.poll, timeout=30, what="the email command")
+            assert items[0]["type"] == "command_emitted"
+            assert items[0]["command_id"] == commands[0]["command_id"]
+            letters = await eventually(dlq.poll, timeout=30, what="the dead letter")
+            assert letters[0]["reason_code"] == "invalid_json"
+
+        dashboard = await http.get("/dashboard")
+        assert dashboard.status_code == 200
+        assert 'data-type="event_rejected"' in dashboard.text
+
+        gateway_metrics = (await http.get("/metrics")).text
+        assert "sme_sink_rows_total" in gateway_metrics
+        engine_metrics = (await http.get(deployment.engine_metrics_url)).text
+        assert 'sme_commands_out_total{channel="email"} 1.0' in engine_metrics
+        assert 'sme_dead_letters_total{reason="invalid_json"} 1.0' in engine_metrics
+
+        bad_limit = await http.get(f"{API}/builtin-welcome/activities", params={"limit": 1001})
+        assert bad_limit.status_code == 422
+        assert bad_limit.json()["detail"][0]["loc"] == ["query", "limit"]
+
+    assert _stop(deployment.gateway) == 0, _log_tail(deployment)
+    assert _stop(deployment.engine) in (0, -signal.SIGINT), _log_tail(deployment)
+
+
+def test_a_second_gateway_on_the_same_embedded_store_fails_fast_with_the_owner(
+    deployment: Deployment,
+) -> None:
+    import time
+
+    deadline = time.monotonic() + 60
+    lock = Path(deployment.env["SME_DATA_DIR"]) / "clickhouse.lock"
+    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    env = {**deployment.env, "SME_HTTP_PORT": str(free_port())}
+    second = subprocess.run(
+        [sys.executable, "-m", "sme", "gateway"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode != 0
+    assert f"in use by PID {deployment.gateway.pid}" in second.stdout + second.stderr

@@ -1,0 +1,118 @@
+"""The ClickHouse store against the real engine (embedded chdb here, a server in Docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sme.contracts.activities import Activity, ActivityType
+from sme.errors import StoreInUseError
+from sme.settings import Settings
+from sme.storage.activities import ACTIVITY_COLUMNS, activity_row
+from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.migrations import load_migrations
+
+pytestmark = pytest.mark.integration
+
+
+def _activity(n: int) -> Activity:
+    return Activity(
+        activity_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"a{n}")),
+        type=ActivityType.EVENT_RECEIVED,
+        workspace_id="w1",
+        user_id=f"u{n}",
+        occurred_at=datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
+        event_id=f"e{n}",
+        event_type="opened",
+    )
+
+
+async def test_migrations_apply_once_and_are_recorded(test_settings: Settings) -> None:
+    dsn, db = test_settings.clickhouse_dsn.get_secret_value(), test_settings.clickhouse_database
+    store = await ClickHouseStore(dsn, db).open_async()
+    await store.aclose()
+    store = await ClickHouseStore(dsn, db).open_async()  # second start applies nothing again
+    try:
+        rows = (
+            await store.query(
+                "SELECT version, count() FROM {db}.schema_migrations GROUP BY version"
+            )
+        ).result_rows
+        assert sorted(rows) == [(m.version, 1) for m in load_migrations(db)]
+        tables = (
+            await store.query(
+                "SELECT name FROM system.tables WHERE database = {d:String}", {"d": db}
+            )
+        ).result_rows
+        assert ("activities",) in tables
+    finally:
+        await store.aclose()
+
+
+async def test_an_activity_inserted_twice_is_counted_once(test_settings: Settings) -> None:
+    store = await ClickHouseStore(
+        test_settings.clickhouse_dsn.get_secret_value(), test_settings.clickhouse_database
+    ).open_async()
+    try:
+        rows = [activity_row(_activity(n)) for n in range(10)]
+        await store.insert("activities", rows, ACTIVITY_COLUMNS)
+        await store.insert("activities", rows[:4], ACTIVITY_COLUMNS)
+        final = await store.query("SELECT count() FROM {db}.activities FINAL")
+        distinct = await store.query("SELECT uniqExact(activity_id) FROM {db}.activities")
+        assert final.result_rows == [(10,)]
+        assert distinct.result_rows == [(10,)]
+    finally:
+        await store.aclose()
+
+
+async def test_a_query_does_not_wait_behind_a_long_insert(test_settings: Settings) -> None:
+    store = await ClickHouseStore(
+        test_settings.clickhouse_dsn.get_secret_value(), test_settings.clickhouse_database
+    ).open_async()
+    try:
+        await store.query("SELECT 1")
+        writer = store._writer
+        assert writer is not None
+        long_insert = asyncio.get_running_loop().run_in_executor(
+            store._write_thread,
+            lambda: writer.command(
+                f"INSERT INTO {store.database}.activities (activity_id, user_id) "  # noqa: S608
+                "SELECT generateUUIDv4(), toString(number) FROM numbers(8000000)"
+            ),
+        )
+        await asyncio.sleep(0.2)
+        result = await store.query("SELECT 42")
+        assert result.result_rows == [(42,)]
+        assert not long_insert.done(), "the query should have answered while the insert ran"
+        await long_insert
+    finally:
+        await store.aclose()
+
+
+def test_a_second_process_opening_the_embedded_store_is_told_who_owns_it(tmp_path: Path) -> None:
+    store_dir = tmp_path / "clickhouse"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys,time; from sme.storage.clickhouse import ClickHouseStore; "
+            f"s = ClickHouseStore('chdb://{store_dir}', 'sme').open(); print('open', flush=True); "
+            "sys.stdin.readline()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(StoreInUseError, match=f"in use by PID {holder.pid}"):
+            ClickHouseStore(f"chdb://{store_dir}", "sme").open()
+    finally:
+        holder.communicate("\n", timeout=30)

@@ -1,0 +1,1 @@
+"""Test support: infrastructure fixtures and bounded waits."""
