@@ -165,13 +165,6 @@ def test_an_invalid_event_is_rejected_with_the_failing_field_path(
     assert all(e.message for e in rejection.errors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OSError,
-    reason="BUG: UserProfile._known_zone only catches ZoneInfoNotFoundError/ValueError; "
-    "ZoneInfo raises IsADirectoryError for a tzdata directory name ('America') and OSError "
-    "(ENAMETOOLONG) for a very long name, so parse_event raises instead of rejecting",
-)
 @pytest.mark.parametrize("zone", ["America", "Z" * 300], ids=["tz-directory", "tz-too-long"])
 def test_a_timezone_that_is_not_a_zone_file_is_a_validation_failure_not_a_crash(
     zone: str,

@@ -217,11 +217,6 @@ def test_distinct_users_never_share_a_command_id(user_a: str, user_b: str) -> No
     assert a.commands[0].command_id != b.commands[0].command_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ids.stable_id joins parts with \\x1f and str(), not repr(), so ids holding "
-    "the separator (accepted by the Event model) collide across workspaces and users",
-)
 def test_ids_containing_the_separator_do_not_make_two_users_share_a_command_id() -> None:
     assert stable_id("command", "a", "b\x1fc") != stable_id("command", "a\x1fb", "c")
 

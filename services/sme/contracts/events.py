@@ -38,8 +38,9 @@ class UserProfile(BaseModel):
             return v
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {v!r}") from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            # OSError: a tzdata directory name ("America") or an over-long name.
+            raise ValueError(f"unknown IANA time zone {v[:64]!r}") from exc
         return v
 
 

@@ -4,7 +4,7 @@ every collection bounded (the dedupe window)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sme.contracts.channels import Channel
@@ -96,13 +96,19 @@ def merge_profile(profile: Profile, event: Event) -> Profile:
 
 
 def state_key(workspace_id: str, user_id: str) -> str:
-    """Table key: users are scoped by workspace (the topic key is the user id alone)."""
-    return f"{workspace_id}\x1f{user_id}"
+    """Table key: users are scoped by workspace (the topic key is the user id alone). The
+    workspace is length-prefixed so no pair of ids can produce another pair's key."""
+    return f"{len(workspace_id)}:{workspace_id}/{user_id}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
 
 
 def _to_ms(moment: datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp() * 1000)
+    """Epoch milliseconds in integer arithmetic (float timestamps lose a ms now and then)."""
+    return None if moment is None else (moment - _EPOCH) // _MS
 
 
 def _from_ms(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return None if ms is None else _EPOCH + ms * _MS
