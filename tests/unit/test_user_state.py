@@ -8,7 +8,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
