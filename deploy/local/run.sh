@@ -17,6 +17,7 @@ cleanup() {
   for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "stopped (the Kafka broker is still running; 'make stop' stops it)"
+  exit 0
 }
 trap cleanup INT TERM EXIT
 
