@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     engine_store: Literal["rocksdb", "memory"] = Field(
         "rocksdb", description="Faust table store for per-user state."
     )
+    timer_interval_seconds: float = Field(
+        0.1, gt=0, le=5, description="How often the engine wakes due users."
+    )
+    stats_publish_seconds: float = Field(
+        1.0, gt=0, le=60, description="How often changed population statistics are shared."
+    )
     max_event_bytes: int = Field(
         64 * 1024, ge=256, le=16 * 1024 * 1024, description="Larger events are dead-lettered."
     )
@@ -65,6 +71,8 @@ class Settings(BaseSettings):
     topic_activities: str = Field("sme.activities", description="Decisions and observations.")
     topic_configs: str = Field("sme.configs", description="Compacted configurations.")
     topic_dlq: str = Field("sme.dlq", description="Dead letters with reasons.")
+    topic_timers: str = Field("sme.timers", description="Engine-internal timer ticks, key = user.")
+    topic_stats: str = Field("sme.stats", description="Population statistics (compacted).")
     topic_partitions: int = Field(6, ge=1, le=1000, description="Partitions of new topics.")
     topic_replication: int = Field(1, ge=1, le=5, description="Replication of new topics.")
 
@@ -92,7 +100,13 @@ class Settings(BaseSettings):
         return checked_identifier(v)
 
     @field_validator(
-        "topic_events", "topic_commands_prefix", "topic_activities", "topic_configs", "topic_dlq"
+        "topic_events",
+        "topic_commands_prefix",
+        "topic_activities",
+        "topic_configs",
+        "topic_dlq",
+        "topic_timers",
+        "topic_stats",
     )
     @classmethod
     def _legal_topic(cls, v: str) -> str:

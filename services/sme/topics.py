@@ -32,6 +32,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_activities, parts),
         TopicSpec(settings.topic_configs, 1, {"cleanup.policy": "compact"}),
         TopicSpec(settings.topic_dlq, parts),
+        TopicSpec(settings.topic_timers, parts, {"retention.ms": str(24 * 3600 * 1000)}),
+        TopicSpec(settings.topic_stats, 1, {"cleanup.policy": "compact"}),
     ]
 
 

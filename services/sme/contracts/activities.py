@@ -4,12 +4,14 @@ sinks them into ClickHouse; every report is computed from them."""
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm
+from sme.contracts.dead_letters import RejectReason
+from sme.contracts.reasons import Reason
 
 
 class ActivityType(StrEnum):
@@ -18,7 +20,18 @@ class ActivityType(StrEnum):
     EVENT_RECEIVED = "event_received"
     EVENT_DUPLICATE = "event_duplicate"
     EVENT_REJECTED = "event_rejected"
+    ENROLLED = "enrolled"
+    ENROLLMENT_SKIPPED = "enrollment_skipped"
+    EXPOSURE = "exposure"
     COMMAND_EMITTED = "command_emitted"
+    MESSAGE_SUPPRESSED = "message_suppressed"
+    STEP_DEFERRED = "step_deferred"
+    STEP_SKIPPED = "step_skipped"
+    STEP_BRANCHED = "step_branched"
+    ENROLLMENT_EXITED = "enrollment_exited"
+    FEEDBACK = "feedback"
+    CONSENT_REVOKED = "consent_revoked"
+    CONVERSION = "conversion"
 
 
 class Activity(BaseModel):
@@ -37,7 +50,7 @@ class Activity(BaseModel):
     command_id: str = ""
     event_id: str = ""
     event_type: str = ""
-    reason_code: str = ""
+    reason_code: Reason | RejectReason | Literal[""] = ""
     value: float = 0.0
     cost: float = 0.0
     details: dict[str, Any] = Field(default_factory=dict)

@@ -1,17 +1,39 @@
 """Per-user state kept in the engine's Faust table: ids and counters, never payloads, and
-every collection bounded (the dedupe window)."""
+every collection bounded. Stored as compact JSON (short keys, epoch milliseconds)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sme.contracts.channels import Channel
+from sme.contracts.commands import Arm
 from sme.contracts.events import AttributeValue, Event
+from sme.contracts.sequences import MAX_CAP
+from sme.core.timeutil import from_ms, opt_from_ms, opt_to_ms, to_ms
 
-DEDUPE_WINDOW = 64
-"""How many recent event ids per user are remembered to drop producer retries."""
+DEDUPE_WINDOW = 32
+"""How many recent event ids (hashed) per user are remembered to drop producer retries."""
+MAX_TOUCHES = MAX_CAP
+"""Sends remembered per user: enough for every frequency cap, min gap and attribution."""
+MAX_ENROLLMENTS = 16
+MAX_PAST = 32
+MAX_SEEN = 8
+CHANNEL_CODES = {ch: i for i, ch in enumerate(Channel)}
+CODE_CHANNELS = dict(enumerate(Channel))
+ARM_CODES = {arm: i for i, arm in enumerate(Arm)}
+CODE_ARMS = dict(enumerate(Arm))
+
+
+def event_fingerprint(event_id: str) -> str:
+    """48-bit hash of an event id: a tenth of the bytes, collisions ~1e-13 per window."""
+    return hashlib.blake2b(event_id.encode(), digest_size=6).hexdigest()
+
+
+def short_command_id(command_id: str) -> str:
+    return command_id.replace("-", "")[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,49 +44,119 @@ class Profile:
 
 
 @dataclass(frozen=True, slots=True)
+class Touch:
+    """One message decided for the user (sent, or suppressed in the holdout)."""
+
+    at_ms: int
+    config_id: str
+    step_id: str
+    channel: Channel | None
+    command: str  # short_command_id
+    arm: Arm
+    variant: str
+    group: str = "*"
+    rewarded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Past:
+    """What outlives an enrollment: for re-entry, ids, and one conversion per enrollment."""
+
+    enrolled_ms: int
+    seq: int
+    converted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    config_id: str
+    version: int
+    arm: Arm
+    seq: int  # this user's n-th enrollment in this config: part of every id
+    enrolled_ms: int
+    step: int  # index into the config's steps
+    step_id: str
+    step_ms: int  # when the current step started (the "previous step" for conditions)
+    due_ms: int
+    sent: int = 0
+    seen: tuple[str, ...] = ()  # event types seen since the step started
+    deferrals: int = 0  # deferrals at this step (send-time optimisation applies once)
+
+
+@dataclass(frozen=True, slots=True)
 class UserState:
     workspace_id: str
     user_id: str
     profile: Profile = field(default_factory=Profile)
-    recent_event_ids: tuple[str, ...] = ()
+    recent_events: tuple[str, ...] = ()
     events_seen: int = 0
     last_event_at: datetime | None = None
-    welcomed_at: datetime | None = None
+    enrollments: tuple[Enrollment, ...] = ()
+    past: dict[str, Past] = field(default_factory=dict)  # config id -> last enrolment
+    touches: tuple[Touch, ...] = ()
+    affinity: dict[Channel, tuple[int, int]] = field(default_factory=dict)  # (sent, engaged)
+    hours: dict[int, int] = field(default_factory=dict)  # local hour -> engagements
 
     @classmethod
     def new(cls, workspace_id: str, user_id: str) -> UserState:
         return cls(workspace_id=workspace_id, user_id=user_id)
 
     def has_seen(self, event_id: str) -> bool:
-        return event_id in self.recent_event_ids
+        return event_fingerprint(event_id) in self.recent_events
 
     def observe(self, event: Event) -> UserState:
         """Record an event: remember its id (bounded), merge profile data, count it."""
-        ids = (*self.recent_event_ids, event.event_id)[-DEDUPE_WINDOW:]
+        ids = (*self.recent_events, event_fingerprint(event.event_id))[-DEDUPE_WINDOW:]
         last = self.last_event_at
         if last is None or event.occurred_at > last:
             last = event.occurred_at.astimezone(UTC)
         return replace(
             self,
             profile=merge_profile(self.profile, event),
-            recent_event_ids=ids,
+            recent_events=ids,
             events_seen=self.events_seen + 1,
             last_event_at=last,
         )
 
-    # --- storage form: compact JSON-able dict ------------------------------------------------
+    def next_due_ms(self) -> int | None:
+        return min((e.due_ms for e in self.enrollments), default=None)
+
+    def enrollment(self, config_id: str) -> Enrollment | None:
+        return next((e for e in self.enrollments if e.config_id == config_id), None)
+
+    def with_enrollment(self, enrollment: Enrollment) -> UserState:
+        others = tuple(e for e in self.enrollments if e.config_id != enrollment.config_id)
+        return replace(self, enrollments=(*others, enrollment))
+
+    def without_enrollment(self, config_id: str) -> UserState:
+        return replace(
+            self, enrollments=tuple(e for e in self.enrollments if e.config_id != config_id)
+        )
+
+    # --- storage form: compact JSON-able dict -------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "w": self.workspace_id,
-            "u": self.user_id,
-            "tz": self.profile.timezone,
-            "at": self.profile.attributes,
-            "cs": {ch.value: ok for ch, ok in self.profile.consent.items()},
-            "ids": list(self.recent_event_ids),
-            "n": self.events_seen,
-            "le": _to_ms(self.last_event_at),
-            "wa": _to_ms(self.welcomed_at),
-        }
+        out: dict[str, Any] = {"w": self.workspace_id, "u": self.user_id, "n": self.events_seen}
+        if self.profile.timezone:
+            out["tz"] = self.profile.timezone
+        if self.profile.attributes:
+            out["at"] = self.profile.attributes
+        if self.profile.consent:
+            out["cs"] = {ch.value: ok for ch, ok in self.profile.consent.items()}
+        if self.recent_events:
+            out["ids"] = list(self.recent_events)
+        if self.last_event_at is not None:
+            out["le"] = opt_to_ms(self.last_event_at)
+        if self.enrollments:
+            out["en"] = [_enrollment_row(e) for e in self.enrollments]
+        if self.past:
+            out["pa"] = {k: [p.enrolled_ms, p.seq, int(p.converted)] for k, p in self.past.items()}
+        if self.touches:
+            out["to"] = [_touch_row(t) for t in self.touches]
+        if self.affinity:
+            out["af"] = {ch.value: list(v) for ch, v in self.affinity.items()}
+        if self.hours:
+            out["hr"] = {str(h): n for h, n in self.hours.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UserState:
@@ -76,10 +168,18 @@ class UserState:
                 attributes=dict(data.get("at") or {}),
                 consent={Channel(ch): bool(ok) for ch, ok in (data.get("cs") or {}).items()},
             ),
-            recent_event_ids=tuple(data.get("ids") or ()),
+            recent_events=tuple(data.get("ids") or ()),
             events_seen=int(data.get("n", 0)),
-            last_event_at=_from_ms(data.get("le")),
-            welcomed_at=_from_ms(data.get("wa")),
+            last_event_at=opt_from_ms(data.get("le")),
+            enrollments=tuple(_enrollment_from(r) for r in data.get("en") or ()),
+            past={
+                k: Past(int(v[0]), int(v[1]), bool(v[2])) for k, v in (data.get("pa") or {}).items()
+            },
+            touches=tuple(_touch_from(r) for r in data.get("to") or ()),
+            affinity={
+                Channel(ch): (int(v[0]), int(v[1])) for ch, v in (data.get("af") or {}).items()
+            },
+            hours={int(h): int(n) for h, n in (data.get("hr") or {}).items()},
         )
 
 
@@ -101,14 +201,69 @@ def state_key(workspace_id: str, user_id: str) -> str:
     return f"{len(workspace_id)}:{workspace_id}/{user_id}"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
+def _enrollment_row(e: Enrollment) -> list[Any]:
+    return [
+        e.config_id,
+        e.version,
+        ARM_CODES[e.arm],
+        e.seq,
+        e.enrolled_ms,
+        e.step,
+        e.step_id,
+        e.step_ms,
+        e.due_ms,
+        e.sent,
+        list(e.seen),
+        e.deferrals,
+    ]
 
 
-def _to_ms(moment: datetime | None) -> int | None:
-    """Epoch milliseconds in integer arithmetic (float timestamps lose a ms now and then)."""
-    return None if moment is None else (moment - _EPOCH) // _MS
+def _enrollment_from(r: list[Any]) -> Enrollment:
+    return Enrollment(
+        r[0],
+        int(r[1]),
+        CODE_ARMS[r[2]],
+        int(r[3]),
+        int(r[4]),
+        int(r[5]),
+        r[6],
+        int(r[7]),
+        int(r[8]),
+        int(r[9]),
+        tuple(r[10]),
+        int(r[11]),
+    )
 
 
-def _from_ms(ms: int | None) -> datetime | None:
-    return None if ms is None else _EPOCH + ms * _MS
+def _touch_row(t: Touch) -> list[Any]:
+    code = -1 if t.channel is None else CHANNEL_CODES[t.channel]
+    return [
+        t.at_ms,
+        t.config_id,
+        t.step_id,
+        code,
+        t.command,
+        ARM_CODES[t.arm],
+        t.variant,
+        t.group,
+        int(t.rewarded),
+    ]
+
+
+def _touch_from(r: list[Any]) -> Touch:
+    channel = None if r[3] == -1 else CODE_CHANNELS[r[3]]
+    return Touch(int(r[0]), r[1], r[2], channel, r[4], CODE_ARMS[r[5]], r[6], r[7], bool(r[8]))
+
+
+__all__ = [
+    "DEDUPE_WINDOW",
+    "Enrollment",
+    "Past",
+    "Profile",
+    "Touch",
+    "UserState",
+    "from_ms",
+    "merge_profile",
+    "state_key",
+    "to_ms",
+]

@@ -1,28 +1,39 @@
 """The engine adapter: deserialise, call the pure core, persist, emit. Nothing else.
 
-Outputs are sent before the state is written, so a crash in between replays the event and
-re-sends the same deterministic ids (deduped downstream) rather than losing a command.
+One agent consumes the events topic and the engine's own timer topic (co-partitioned, keyed
+by user), so every state change happens inside stream iteration on the partition that owns
+the user. Outputs are sent before the state is written: a crash in between replays the input
+and re-sends the same deterministic ids (deduped downstream) rather than losing a command.
 No exception escapes the agent: a dead agent silently stalls its partitions.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from sme.contracts.dead_letters import FieldError, RejectReason, SourcePosition
+from sme.contracts.sequences import SequenceConfig, Status
+from sme.core import sequence
 from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activity
+from sme.core.timeutil import to_ms
 from sme.core.user_state import UserState, state_key
-from sme.core.welcome_rule import decide
 from sme.engine.metrics import EngineMetrics
+from sme.engine.registry import ConfigRegistry, TopicMirror
+from sme.engine.stats_board import StatsBoard
+from sme.engine.timers import DueIndex
 from sme.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,11 +45,36 @@ def utc_now() -> datetime:
 
 
 def _dump(model: BaseModel) -> bytes:
-    return model.model_dump_json(exclude_none=False).encode()
+    return model.model_dump_json().encode()
+
+
+def _rng_for(*parts: object) -> random.Random:
+    """A decision's RNG, seeded by its input: a replayed input makes the same choices."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(digest, "big"))  # noqa: S311 - sampling, not secrets
+
+
+class _PartitionLedger(Mapping[str, float]):
+    """This partition's budget spend, read from the ledger table."""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self.table, self.prefix = table, f"{partition}|"
+
+    def __getitem__(self, key: str) -> float:
+        value = self.table.get((self.prefix + key).encode())
+        if value is None:
+            raise KeyError(key)
+        return float(value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())  # the core only looks keys up
+
+    def __len__(self) -> int:
+        return 0
 
 
 class Engine:
-    """Builds the Faust app (topics, the users table, the events agent) around the core."""
+    """Builds the Faust app (topics, tables, the agent, timer and stats tasks) around the core."""
 
     def __init__(
         self,
@@ -49,6 +85,11 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.metrics = EngineMetrics(registry or CollectorRegistry())
+        self.configs = ConfigRegistry()
+        self.stats = StatsBoard()
+        self.due = DueIndex()
+        self._dirty_stats: set[bytes] = set()
+        self._resumed: set[str] = set()
         settings.engine_table_dir.mkdir(parents=True, exist_ok=True)
         brokers = [
             f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")
@@ -68,29 +109,53 @@ class Engine:
             broker_commit_interval=1.0,
         )
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.events_topic = self.app.topic(settings.topic_events, **raw)
+        self.inputs = self.app.topic(settings.topic_events, settings.topic_timers, **raw)
+        self.timers_topic = self.app.topic(settings.topic_timers, **raw)
         self.command_topics = {
             channel: self.app.topic(name, **raw)
             for channel, name in settings.command_topics.items()
         }
         self.activities_topic = self.app.topic(settings.topic_activities, **raw)
         self.dlq_topic = self.app.topic(settings.topic_dlq, **raw)
-        self.users = self.app.Table(
-            "users",
-            partitions=settings.topic_partitions,
-            key_type=bytes,  # raw keys; values use the JSON codec
-            help="Per-user state (workspace, user) -> UserState.to_dict().",
+        self.stats_topic = self.app.topic(settings.topic_stats, **raw)
+        table_opts: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes}
+        self.users = self.app.Table("users", help="(workspace, user) -> UserState", **table_opts)
+        self.popstats = self.app.Table(
+            "popstats", help="partition|stat -> [trials, successes]", **table_opts
         )
-        self.app.agent(self.events_topic, name="sme.engine.events")(self._consume)
+        self.ledger = self.app.Table("ledger", help="partition|budget key -> spent", **table_opts)
+        self.app.agent(self.inputs, name="sme.engine.inputs")(self._consume)
+        self.app.task(self._mirror_configs)
+        self.app.task(self._mirror_stats)
+        self.app.timer(settings.timer_interval_seconds)(self._wake_due_users)
+        self.app.timer(settings.stats_publish_seconds)(self._publish_stats)
+        self.app.on_rebalance_complete.connect(self._rebuild_due_index)
+        self.configs.on_change(self._config_changed)
+        self._configs_mirror = TopicMirror(
+            settings.kafka_bootstrap_servers, settings.topic_configs, self.configs.apply
+        )
+        self._stats_mirror = TopicMirror(
+            settings.kafka_bootstrap_servers, settings.topic_stats, self.stats.apply
+        )
         setup_prometheus_sensors(self.app, registry=self.metrics.registry, name_prefix="sme_faust")
 
+    @property
+    def configs_loaded(self) -> asyncio.Event:
+        """Set once the config topic has been read up to its start-up end."""
+        return self._configs_mirror.caught_up
+
+    # --- inputs -----------------------------------------------------------------------------
     async def _consume(self, stream: Any) -> AsyncIterator[None]:
+        await self._configs_mirror.caught_up.wait()
         async for event in stream.events():
-            await self.handle(event.message)
+            if event.message.topic == self.settings.topic_timers:
+                await self.handle_tick(event.message)
+            else:
+                await self.handle(event.message)
             yield None
 
     async def handle(self, message: Any) -> None:
-        """Process one consumed message; never raises."""
+        """Process one consumed event; never raises."""
         started = time.perf_counter()
         raw: bytes | None = message.value
         try:
@@ -105,15 +170,15 @@ class Engine:
                 if stored
                 else UserState.new(parsed.workspace_id, parsed.user_id)
             )
-            decision = decide(state, parsed, self.clock())
-            user_key = parsed.user_id.encode()
-            for command in decision.commands:
-                await self.command_topics[command.channel].send(key=user_key, value=_dump(command))
-                self.metrics.commands_out.labels(command.channel.value).inc()
-            for activity in decision.activities:
-                await self.activities_topic.send(key=user_key, value=_dump(activity))
-                self.metrics.activities_out.labels(activity.type.value).inc()
-            self.users[key] = decision.state.to_dict()
+            rng = _rng_for(message.topic, message.partition, message.offset)
+            outcome = sequence.on_event(
+                state,
+                parsed,
+                self.clock(),
+                rng,
+                self._context(parsed.workspace_id, message.partition),
+            )
+            await self._apply(outcome, key, parsed.user_id.encode(), message.partition)
             self.metrics.events_in.labels(self.metrics.event_type_label(parsed.type)).inc()
         except Exception as exc:
             log.exception(
@@ -124,6 +189,128 @@ class Engine:
         finally:
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
 
+    async def handle_tick(self, message: Any) -> None:
+        """A timer tick: advance whatever of this user is due. Never raises."""
+        try:
+            tick = orjson.loads(message.value)
+            key = tick["k"].encode()
+            stored = self.users.get(key)
+            if not stored:
+                return
+            state = UserState.from_dict(stored)
+            now = self.clock()
+            self.metrics.timer_lateness.observe(max(0.0, (to_ms(now) - int(tick["due"])) / 1000))
+            rng = _rng_for(message.topic, message.partition, message.offset)
+            outcome = sequence.on_timer(
+                state, now, rng, self._context(state.workspace_id, message.partition)
+            )
+            await self._apply(
+                outcome, key, message.key or state.user_id.encode(), message.partition
+            )
+        except Exception:
+            log.exception(
+                "timer tick %s[%s]@%s failed", message.topic, message.partition, message.offset
+            )
+
+    def _context(self, workspace_id: str, partition: int) -> sequence.Context:
+        return sequence.Context(
+            configs=self.configs.configs_for(workspace_id),
+            workspace=self.configs.workspace(workspace_id),
+            stats=self.stats,
+            ledger=_PartitionLedger(self.ledger, partition),
+            partition=partition,
+            partitions=self.settings.topic_partitions,
+        )
+
+    async def _apply(
+        self, outcome: sequence.Outcome, key: bytes, user: bytes, partition: int
+    ) -> None:
+        for command in outcome.commands:
+            await self.command_topics[command.channel].send(key=user, value=_dump(command))
+            self.metrics.commands_out.labels(command.channel.value).inc()
+        for activity in outcome.activities:
+            await self.activities_topic.send(key=user, value=_dump(activity))
+            self.metrics.activities_out.labels(activity.type.value).inc()
+            if activity.reason_code and activity.type.value in (
+                "step_deferred",
+                "step_skipped",
+                "message_suppressed",
+            ):
+                self.metrics.suppressions.labels(str(activity.reason_code)).inc()
+        for delta in outcome.stat_deltas:
+            stat_key = f"{partition}|{delta.key}".encode()
+            trials, successes = self.popstats.get(stat_key) or (0, 0)
+            self.popstats[stat_key] = [trials + delta.trials, successes + delta.successes]
+            self._dirty_stats.add(stat_key)
+        for budget_key, amount in outcome.ledger_deltas:
+            ledger_key = f"{partition}|{budget_key}".encode()
+            self.ledger[ledger_key] = float(self.ledger.get(ledger_key) or 0.0) + amount
+        stored = outcome.state.to_dict()
+        stored["p"] = partition  # where this user lives, for rebuilding the due-index
+        self.users[key] = stored
+        self.due.put(key, partition, user, self._next_due(outcome.state))
+
+    def _next_due(self, state: UserState) -> int | None:
+        """Paused sequences are not woken (they would fire nothing); resuming re-arms them."""
+        return min(
+            (e.due_ms for e in state.enrollments if not self.configs.paused(e.config_id)),
+            default=None,
+        )
+
+    # --- timers -----------------------------------------------------------------------------
+    async def _wake_due_users(self) -> None:
+        if self._resumed:
+            self._resumed.clear()
+            self._rebuild_index()
+        for wakeup in self.due.pop_due(to_ms(self.clock())):
+            tick = orjson.dumps({"k": wakeup.key.decode(), "due": wakeup.due_ms})
+            await self.timers_topic.send(key=wakeup.user, value=tick, partition=wakeup.partition)
+
+    async def _rebuild_due_index(self, *args: Any, **kwargs: Any) -> None:
+        self._rebuild_index()
+
+    def _rebuild_index(self) -> None:
+        """Re-arm every user of the partitions this instance owns, from the table itself."""
+        assigned = {
+            tp.partition
+            for tp in self.app.consumer.assignment()
+            if tp.topic == self.settings.topic_events
+        }
+        self.due.retain_partitions(assigned)
+        armed = 0
+        for key, stored in self.users.items():
+            partition = stored.get("p") if isinstance(stored, dict) else None
+            if partition not in assigned or not stored.get("en"):
+                continue
+            state = UserState.from_dict(stored)
+            self.due.put(key, partition, state.user_id.encode(), self._next_due(state))
+            armed += 1
+        log.info("due-index rebuilt for partitions %s: %d users armed", sorted(assigned), armed)
+
+    def _config_changed(self, old: SequenceConfig | None, new: SequenceConfig | None) -> None:
+        if (
+            old is not None
+            and old.status is Status.PAUSED
+            and new is not None
+            and new.status is not Status.PAUSED
+        ):
+            self._resumed.add(new.id)
+
+    # --- shared state mirrors ---------------------------------------------------------------
+    async def _mirror_configs(self) -> None:
+        await self._configs_mirror.run()
+
+    async def _mirror_stats(self) -> None:
+        await self._stats_mirror.run()
+
+    async def _publish_stats(self) -> None:
+        dirty, self._dirty_stats = self._dirty_stats, set()
+        for stat_key in dirty:
+            value = self.popstats.get(stat_key)
+            if value is not None:
+                await self.stats_topic.send(key=stat_key, value=orjson.dumps(value))
+
+    # --- dead letters -----------------------------------------------------------------------
     async def _reject(self, rejection: Rejection, message: Any) -> None:
         source = SourcePosition(
             topic=message.topic,

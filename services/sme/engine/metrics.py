@@ -35,6 +35,18 @@ class EngineMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=registry,
         )
+        self.suppressions = Counter(
+            "sme_suppressions_total",
+            "Deferred, skipped or suppressed steps, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.timer_lateness = Histogram(
+            "sme_timer_lateness_seconds",
+            "How late a due step was woken.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 30.0),
+            registry=registry,
+        )
         self._types: set[str] = set()
 
     def event_type_label(self, event_type: str) -> str:

@@ -46,7 +46,7 @@ def activity_row(activity: Activity) -> list[Any]:
         activity.command_id,
         activity.event_id,
         activity.event_type,
-        activity.reason_code,
+        str(activity.reason_code),
         activity.value,
         activity.cost,
         orjson.dumps(activity.details).decode(),

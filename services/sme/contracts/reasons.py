@@ -1,0 +1,32 @@
+"""Reason codes: why a message was suppressed, deferred or skipped, why an enrollment ended.
+A closed, documented set (like Braze's abort types), listed in schemas/activity.schema.json."""
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Closed set of reason codes for suppressions, deferrals, skips and exits."""
+
+    QUIET_HOURS = "quiet_hours"
+    MIN_GAP = "min_gap"
+    FREQUENCY_CAP = "frequency_cap"
+    CHANNEL_BUDGET = "channel_budget"
+    COST_BUDGET = "cost_budget"
+    MAX_MESSAGES = "max_messages"
+    NO_CONSENT = "no_consent"
+    CHANNEL_NOT_ALLOWED = "channel_not_allowed"
+    NO_ELIGIBLE_CHANNEL = "no_eligible_channel"
+    CONDITION_FALSE = "condition_false"
+    HOLDOUT = "holdout"
+    SEND_TIME_OPTIMISED = "send_time_optimised"
+    AWAITED_EVENT = "awaited_event"
+    BRANCHED = "branched"
+    COMPLETED = "completed"
+    EXIT_EVENT = "exit_event"
+    GOAL_REACHED = "goal_reached"
+    CONFIG_STOPPED = "config_stopped"
+    CONFIG_DELETED = "config_deleted"
+    STEP_REMOVED = "step_removed"
+    REENTRY_BLOCKED = "reentry_blocked"
+    TOO_MANY_ENROLLMENTS = "too_many_enrollments"
+    FILTER_NOT_MATCHED = "filter_not_matched"

@@ -1,0 +1,332 @@
+"""Sequence configurations and workspace settings: what campaign managers configure.
+
+Validated strictly (unknown fields rejected, every limit bounded) so the engine never meets a
+configuration it cannot run. Durations are ISO-8601 (`PT1H`, `P14D`). Step jumps (`goto`)
+only go forward, so every enrollment ends after at most `len(steps)` step visits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from sme.contracts.channels import Channel
+from sme.contracts.events import AttributeValue, EventType
+
+MAX_STEPS = 50
+MAX_DURATION = timedelta(days=365)
+StepId = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+def _bounded(value: timedelta, *, allow_zero: bool = True) -> timedelta:
+    if value < timedelta(0) or value > MAX_DURATION or (not allow_zero and value == timedelta(0)):
+        low = "0" if allow_zero else "more than 0"
+        raise ValueError(f"must be {low} and at most {MAX_DURATION.days} days")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Status(StrEnum):
+    ACTIVE = "ACTIVE"
+    PAUSED = "PAUSED"
+    STOPPED = "STOPPED"
+
+
+class AttributeFilter(_Strict):
+    """A test on a user attribute (or, in entry filters, an event property)."""
+
+    source: Literal["attribute", "property"] = "attribute"
+    key: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    equals: AttributeValue = None
+    one_of: list[AttributeValue] | None = Field(None, max_length=100)
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> AttributeFilter:
+        tests = sum(x is not None for x in (self.equals, self.one_of)) + (
+            self.min is not None or self.max is not None
+        )
+        if tests != 1:
+            raise ValueError("give exactly one of equals, one_of, or a min/max range")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class Reentry(_Strict):
+    policy: Literal["never", "cooldown", "always"] = "never"
+    cooldown: timedelta = timedelta(0)
+
+    @field_validator("cooldown")
+    @classmethod
+    def _cooldown(cls, v: timedelta) -> timedelta:
+        return _bounded(v)
+
+
+class Entry(_Strict):
+    event_types: list[EventType] = Field(min_length=1, max_length=10)
+    filters: list[AttributeFilter] = Field(default_factory=list, max_length=20)
+    reentry: Reentry = Reentry()
+
+
+class StepCondition(_Strict):
+    """Evaluated when a message step is due; if false the step is skipped (not sent)."""
+
+    none_of_events: list[EventType] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Send only if none of these event types arrived since the previous step.",
+    )
+    any_of_events: list[EventType] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Send only if at least one of these arrived since the previous step.",
+    )
+    attributes: list[AttributeFilter] = Field(default_factory=list, max_length=20)
+
+
+Goto = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+"""`next`, `exit`, or a later step id."""
+
+
+class WaitFor(_Strict):
+    """Wait up to `timeout` for an event; if it comes, jump to `on_event`; if not, send."""
+
+    event_type: EventType
+    timeout: timedelta
+    on_event: Goto = "next"
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: timedelta) -> timedelta:
+        return _bounded(v, allow_zero=False)
+
+
+class BranchRule(_Strict):
+    """Jump to `goto` if `event_type` arrived since the previous step, or the attribute holds."""
+
+    event_type: EventType | None = None
+    attribute: AttributeFilter | None = None
+    goto: Goto
+
+    @model_validator(mode="after")
+    def _one_test(self) -> BranchRule:
+        if (self.event_type is None) == (self.attribute is None):
+            raise ValueError("give exactly one of event_type or attribute")
+        return self
+
+
+class Step(_Strict):
+    id: StepId
+    kind: Literal["message", "branch"] = "message"
+    wait: timedelta = Field(timedelta(0), description="Delay before the step is due.")
+    wait_from: Literal["previous", "entry"] = "previous"
+    template: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    variants: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
+        default_factory=lambda: ["default"], min_length=1, max_length=10
+    )
+    channels: list[Channel] = Field(default_factory=list, max_length=4)
+    condition: StepCondition | None = None
+    wait_for: WaitFor | None = None
+    branches: list[BranchRule] = Field(default_factory=list, max_length=10)
+
+    @field_validator("wait")
+    @classmethod
+    def _wait(cls, v: timedelta) -> timedelta:
+        return _bounded(v)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Step:
+        if self.kind == "message":
+            if not self.template or not self.channels:
+                raise ValueError("a message step needs a template and at least one channel")
+            if self.branches:
+                raise ValueError("only branch steps have branches")
+            if len(set(self.channels)) != len(self.channels):
+                raise ValueError("channels must not repeat")
+        elif not self.branches:
+            raise ValueError("a branch step needs at least one branch rule")
+        return self
+
+
+class Goal(_Strict):
+    event_type: EventType
+    attribution_window: timedelta = timedelta(days=14)
+    value_property: str | None = Field(None, max_length=64)
+
+    @field_validator("attribution_window")
+    @classmethod
+    def _window(cls, v: timedelta) -> timedelta:
+        return _bounded(v, allow_zero=False)
+
+
+class Exit(_Strict):
+    event_types: list[EventType] = Field(default_factory=list, max_length=10)
+    goal: Goal | None = None
+
+
+class SendTime(_Strict):
+    enabled: bool = False
+    window_start: time = time(8, 0)
+    window_end: time = time(21, 0)
+    min_observations: int = Field(3, ge=1, le=1000)
+
+
+class Adaptive(_Strict):
+    channel_policy: Literal["thompson", "fixed"] = "thompson"
+    variant_policy: Literal["thompson", "fixed"] = "thompson"
+    send_time: SendTime = SendTime()
+    prior_alpha: float = Field(1.0, gt=0, le=1000)
+    prior_beta: float = Field(1.0, gt=0, le=1000)
+    min_exploration: float = Field(0.05, ge=0, le=0.5)
+    user_affinity_weight: float = Field(0.5, ge=0, le=1)
+    context_attributes: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = (
+        Field(default_factory=list, max_length=3)
+    )
+    group_backoff_observations: int = Field(
+        50,
+        ge=0,
+        le=100_000,
+        description="Pseudo-observations of the pooled statistics mixed into each context group.",
+    )
+
+
+MAX_CAP = 30
+"""The per-user send log keeps the last MAX_CAP sends, so no cap may count more than that."""
+
+
+class FrequencyCap(_Strict):
+    max: int = Field(ge=1, le=MAX_CAP)
+    per: timedelta | None = Field(None, description="Rolling window; omit with calendar_day.")
+    calendar_day: bool = Field(False, description="Per calendar day in the user's time zone.")
+    channel: Channel | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> FrequencyCap:
+        if (self.per is None) == (not self.calendar_day):
+            raise ValueError("give exactly one of per (a duration) or calendar_day: true")
+        if self.per is not None:
+            _bounded(self.per, allow_zero=False)
+        return self
+
+
+class QuietHours(_Strict):
+    """Local-time window with no sends; `start` > `end` wraps past midnight (22:00-08:00)."""
+
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start and end must differ")
+        return self
+
+
+class Guardrails(_Strict):
+    frequency_caps: list[FrequencyCap] = Field(default_factory=list, max_length=10)
+    quiet_hours: QuietHours | None = None
+    min_gap: timedelta | None = None
+    daily_send_budget: dict[Channel, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    daily_cost_budget: float | None = Field(None, ge=0)
+    cost_per_message: dict[Channel, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    max_messages_per_enrollment: int | None = Field(None, ge=1, le=1000)
+    allowed_channels: list[Channel] | None = None
+    on_limit: Literal["defer", "skip"] = Field(
+        "defer", description="At a frequency cap or budget: wait for room, or skip the step."
+    )
+
+    @field_validator("min_gap")
+    @classmethod
+    def _gap(cls, v: timedelta | None) -> timedelta | None:
+        return None if v is None else _bounded(v, allow_zero=False)
+
+
+class Experiment(_Strict):
+    holdout_pct: Percent = 10.0
+    baseline_pct: Percent = 45.0
+
+    @model_validator(mode="after")
+    def _sum(self) -> Experiment:
+        if self.holdout_pct + self.baseline_pct > 100:
+            raise ValueError("holdout_pct + baseline_pct must not exceed 100")
+        return self
+
+
+class SequenceConfig(_Strict):
+    """A sequence ("config" in the spec): entry, steps, exit/goal, adaptivity, guardrails."""
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    workspace_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    campaign_id: str | None = Field(None, max_length=128)
+    name: Name
+    status: Status = Status.ACTIVE
+    version: int = Field(1, ge=1)
+    created_at: AwareDatetime | None = None
+    updated_at: AwareDatetime | None = None
+    entry: Entry
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
+    exit: Exit = Exit()
+    adaptive: Adaptive = Adaptive()
+    guardrails: Guardrails = Guardrails()
+    experiment: Experiment = Experiment()
+
+    @model_validator(mode="after")
+    def _graph(self) -> SequenceConfig:
+        index = {step.id: i for i, step in enumerate(self.steps)}
+        if len(index) != len(self.steps):
+            raise ValueError("step ids must be unique")
+        for i, step in enumerate(self.steps):
+            targets = [rule.goto for rule in step.branches]
+            if step.wait_for is not None:
+                targets.append(step.wait_for.on_event)
+            for target in targets:
+                if target in ("next", "exit"):
+                    continue
+                if target not in index:
+                    raise ValueError(f"step {step.id}: goto {target!r} names no step")
+                if index[target] <= i:
+                    raise ValueError(f"step {step.id}: goto {target!r} must jump forward")
+        return self
+
+    def step_index(self, step_id: str) -> int | None:
+        return next((i for i, s in enumerate(self.steps) if s.id == step_id), None)
+
+
+class WorkspaceSettings(_Strict):
+    """Guardrails across all of a workspace's sequences; a send must satisfy both levels."""
+
+    workspace_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    default_timezone: str = "UTC"
+    guardrails: Guardrails = Guardrails()
+    version: int = Field(1, ge=1)
+    updated_at: datetime | None = None
+
+    @field_validator("default_timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+            raise ValueError(f"unknown IANA time zone {v[:64]!r}") from exc
+        return v

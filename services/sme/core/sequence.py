@@ -1,0 +1,806 @@
+"""The sequence state machine: `(state, input, now, rng, context) -> Outcome`.
+
+Two inputs drive it: an event (`on_event`) and a timer (`on_timer`, "something of this user
+may be due"). Both end by advancing every due enrollment, so a zero wait fires at once and an
+overdue step fires exactly once after a pause. Every loop is bounded: steps only jump forward,
+so one enrollment visits at most `len(steps)` steps per call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sme.contracts.activities import Activity, ActivityType
+from sme.contracts.channels import Channel
+from sme.contracts.commands import Arm, Command
+from sme.contracts.events import Event
+from sme.contracts.reasons import Reason
+from sme.contracts.sequences import (
+    AttributeFilter,
+    SequenceConfig,
+    Status,
+    Step,
+    WorkspaceSettings,
+)
+from sme.core import guardrails, policy
+from sme.core.arms import assign_arm
+from sme.core.guardrails import Ledger, Level
+from sme.core.ids import stable_id
+from sme.core.stats import StatDelta, StatsView, context_group, deltas
+from sme.core.timeutil import MS, local_hour, to_ms
+from sme.core.user_state import (
+    MAX_ENROLLMENTS,
+    MAX_PAST,
+    MAX_SEEN,
+    MAX_TOUCHES,
+    Enrollment,
+    Past,
+    Touch,
+    UserState,
+    short_command_id,
+)
+
+FEEDBACK_TYPES = frozenset(
+    {"delivered", "opened", "clicked", "bounced", "unsubscribed", "converted"}
+)
+REWARD_TYPES = frozenset({"clicked", "converted"})
+ENGAGEMENT_TYPES = frozenset({"opened", "clicked", "converted"})
+TOUCH_RETENTION = timedelta(days=400)
+MAX_HOUR_COUNT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the decision may read besides the user's state; all plain data."""
+
+    configs: Mapping[str, SequenceConfig]  # this workspace's configurations by id
+    workspace: WorkspaceSettings | None = None
+    stats: StatsView = field(default_factory=dict)
+    ledger: Ledger = field(default_factory=dict)  # this partition's budget spend
+    partition: int = 0
+    partitions: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    state: UserState
+    commands: tuple[Command, ...] = ()
+    activities: tuple[Activity, ...] = ()
+    stat_deltas: tuple[StatDelta, ...] = ()
+    ledger_deltas: tuple[tuple[str, float], ...] = ()
+
+
+def on_event(
+    state: UserState, event: Event, now: datetime, rng: random.Random, ctx: Context
+) -> Outcome:
+    """Apply one validated event: dedupe, profile, feedback, goals and exits, entries, due steps."""
+    if state.has_seen(event.event_id):
+        return Outcome(state, activities=(_event_activity(event, ActivityType.EVENT_DUPLICATE),))
+    run = _Run(state.observe(event), now, rng, ctx)
+    run.add(_event_activity(event, ActivityType.EVENT_RECEIVED))
+    if event.type in FEEDBACK_TYPES:
+        run.feedback(event)
+    run.goals(event)
+    run.exits_and_waits(event)
+    run.entries(event)
+    run.advance_due()
+    return run.outcome()
+
+
+def on_timer(state: UserState, now: datetime, rng: random.Random, ctx: Context) -> Outcome:
+    """Advance whatever of this user is due at `now`."""
+    run = _Run(state, now, rng, ctx)
+    run.advance_due()
+    return run.outcome()
+
+
+class _Run:
+    """One decision's working set; collects outputs, produces one Outcome."""
+
+    def __init__(self, state: UserState, now: datetime, rng: random.Random, ctx: Context) -> None:
+        self.state = state
+        self.now = now
+        self.now_ms = to_ms(now)
+        self.rng = rng
+        self.ctx = ctx
+        self.commands: list[Command] = []
+        self.activities: list[Activity] = []
+        self.stat_deltas: list[StatDelta] = []
+        self.ledger_deltas: list[tuple[str, float]] = []
+        self._ledger_pending: dict[str, float] = {}
+        ws = ctx.workspace
+        self.tz = state.profile.timezone or (ws.default_timezone if ws else "UTC")
+
+    def outcome(self) -> Outcome:
+        return Outcome(
+            self.state,
+            tuple(self.commands),
+            tuple(self.activities),
+            tuple(self.stat_deltas),
+            tuple(self.ledger_deltas),
+        )
+
+    def add(self, activity: Activity) -> None:
+        self.activities.append(activity)
+
+    # --- feedback ---------------------------------------------------------------------------
+    def feedback(self, event: Event) -> None:
+        touch = self._touch_for(event)
+        channel = event.channel or (touch.channel if touch else None)
+        self.add(
+            self._activity(
+                ActivityType.FEEDBACK,
+                touch.config_id if touch else "",
+                _attribution(touch),
+                discriminator=event.event_id,
+                event=event,
+                channel=channel,
+            )
+        )
+        state = self.state
+        if event.type in ENGAGEMENT_TYPES:
+            hour = local_hour(event.occurred_at, self.tz)
+            hours = dict(state.hours)
+            hours[hour] = hours.get(hour, 0) + 1
+            if hours[hour] > MAX_HOUR_COUNT:  # keep counts bounded, shape intact
+                hours = {h: n // 2 for h, n in hours.items() if n // 2}
+            state = replace(state, hours=hours)
+        self.state = state
+        if touch is not None and event.type in REWARD_TYPES:
+            self._reward(touch)
+        if event.type == "unsubscribed" and channel is not None:
+            consent = {**self.state.profile.consent, channel: False}
+            self.state = replace(self.state, profile=replace(self.state.profile, consent=consent))
+            self.add(
+                self._activity(
+                    ActivityType.CONSENT_REVOKED,
+                    touch.config_id if touch else "",
+                    _attribution(touch),
+                    discriminator=event.event_id,
+                    event=event,
+                    channel=channel,
+                )
+            )
+
+    def _touch_for(self, event: Event) -> Touch | None:
+        touches = self.state.touches
+        if event.command_id:
+            short = short_command_id(event.command_id)
+            found = next((t for t in reversed(touches) if t.command == short), None)
+            if found is not None:
+                return found
+        if event.channel is not None:
+            return next((t for t in reversed(touches) if t.channel == event.channel), None)
+        return None
+
+    def _reward(self, touch: Touch) -> None:
+        """Credit a message's success once: user affinity and population statistics."""
+        if touch.rewarded or touch.channel is None:
+            return
+        touches = tuple(replace(t, rewarded=True) if t is touch else t for t in self.state.touches)
+        affinity = dict(self.state.affinity)
+        sent, engaged = affinity.get(touch.channel, (0, 0))
+        affinity[touch.channel] = (sent, min(engaged + 1, sent))
+        self.state = replace(self.state, touches=touches, affinity=affinity)
+        self.stat_deltas.extend(
+            deltas(
+                touch.config_id,
+                touch.step_id,
+                touch.channel.value,
+                touch.variant,
+                touch.group,
+                0,
+                1,
+            )
+        )
+
+    # --- goals, exits, waits ----------------------------------------------------------------
+    def goals(self, event: Event) -> None:
+        for config in self.ctx.configs.values():
+            goal = config.exit.goal
+            if goal is None or goal.event_type != event.type:
+                continue
+            window_start = self.now_ms - goal.attribution_window // MS
+            enrollment = self.state.enrollment(config.id)
+            past = self.state.past.get(config.id)
+            if past is None or past.converted:
+                continue
+            touch = self._last_touch(config.id)
+            if touch is not None and touch.at_ms < window_start:
+                touch = None
+            if enrollment is None and touch is None and past.enrolled_ms < window_start:
+                continue
+            arm = (
+                enrollment.arm
+                if enrollment
+                else assign_arm(config.id, self.state.user_id, config.experiment)
+            )
+            value = (
+                _numeric(event.properties.get(goal.value_property)) if goal.value_property else 0.0
+            )
+            self.add(
+                self._activity(
+                    ActivityType.CONVERSION,
+                    config.id,
+                    {**_attribution(touch), "arm": arm},
+                    discriminator=f"{past.seq}",
+                    event=event,
+                    value=value,
+                    seq=past.seq,
+                )
+            )
+            self.state = replace(
+                self.state, past={**self.state.past, config.id: replace(past, converted=True)}
+            )
+            if touch is not None:
+                self._reward(touch)
+            if enrollment is not None:
+                self._exit(enrollment, config, Reason.GOAL_REACHED)
+
+    def exits_and_waits(self, event: Event) -> None:
+        for enrollment in list(self.state.enrollments):
+            config = self.ctx.configs.get(enrollment.config_id)
+            if config is None:
+                continue
+            if event.type in config.exit.event_types:
+                self._exit(enrollment, config, Reason.EXIT_EVENT)
+                continue
+            if event.type not in _watched_types(config):
+                continue
+            enrollment = _see(enrollment, event.type)
+            self._put(enrollment)
+            step = _current_step(config, enrollment)
+            if (
+                config.status is Status.ACTIVE
+                and step is not None
+                and step.wait_for is not None
+                and step.wait_for.event_type == event.type
+            ):
+                self._jump(enrollment, config, step.wait_for.on_event, Reason.AWAITED_EVENT)
+
+    # --- entries ----------------------------------------------------------------------------
+    def entries(self, event: Event) -> None:
+        for config in self.ctx.configs.values():
+            if config.status is not Status.ACTIVE or event.type not in config.entry.event_types:
+                continue
+            if self.state.enrollment(config.id) is not None:
+                continue
+            if not all(_filter_holds(f, self.state, event) for f in config.entry.filters):
+                continue
+            past = self.state.past.get(config.id)
+            if past is not None and not _reentry_allowed(config, past, self.now_ms):
+                self.add(
+                    self._activity(
+                        ActivityType.ENROLLMENT_SKIPPED,
+                        config.id,
+                        {},
+                        discriminator=event.event_id,
+                        reason=Reason.REENTRY_BLOCKED,
+                        seq=past.seq,
+                    )
+                )
+                continue
+            if len(self.state.enrollments) >= MAX_ENROLLMENTS:
+                self.add(
+                    self._activity(
+                        ActivityType.ENROLLMENT_SKIPPED,
+                        config.id,
+                        {},
+                        discriminator=event.event_id,
+                        reason=Reason.TOO_MANY_ENROLLMENTS,
+                    )
+                )
+                continue
+            self._enroll(config, past, event)
+
+    def _enroll(self, config: SequenceConfig, past: Past | None, event: Event) -> None:
+        seq = past.seq + 1 if past else 1
+        arm = assign_arm(config.id, self.state.user_id, config.experiment)
+        first = config.steps[0]
+        enrollment = Enrollment(
+            config_id=config.id,
+            version=config.version,
+            arm=arm,
+            seq=seq,
+            enrolled_ms=self.now_ms,
+            step=0,
+            step_id=first.id,
+            step_ms=self.now_ms,
+            due_ms=_due_ms(first, self.now_ms, self.now_ms),
+        )
+        pasts = {**self.state.past, config.id: Past(self.now_ms, seq)}
+        if len(pasts) > MAX_PAST:
+            oldest = min(pasts, key=lambda k: pasts[k].enrolled_ms)
+            del pasts[oldest]
+        self.state = replace(self.state, past=pasts).with_enrollment(enrollment)
+        info = {"arm": arm, "step_id": first.id}
+        self.add(
+            self._activity(
+                ActivityType.ENROLLED, config.id, info, discriminator="", seq=seq, event=event
+            )
+        )
+        if seq == 1:
+            self.add(
+                self._activity(ActivityType.EXPOSURE, config.id, info, discriminator="", seq=seq)
+            )
+
+    # --- due steps --------------------------------------------------------------------------
+    def advance_due(self) -> None:
+        for config_id in [e.config_id for e in self.state.enrollments]:
+            config = self.ctx.configs.get(config_id)
+            for _ in range(len(config.steps) + 2 if config else 1):
+                enrollment = self.state.enrollment(config_id)
+                if enrollment is None or enrollment.due_ms > self.now_ms:
+                    break
+                if not self._fire(enrollment, config):
+                    break
+
+    def _fire(self, enrollment: Enrollment, config: SequenceConfig | None) -> bool:
+        """Process one due step; True if the enrollment moved on and may be due again."""
+        if config is None:
+            self._exit(enrollment, None, Reason.CONFIG_DELETED)
+            return False
+        if config.status is Status.STOPPED:
+            self._exit(enrollment, config, Reason.CONFIG_STOPPED)
+            return False
+        if config.status is Status.PAUSED:
+            return False  # stays due; fires once on resume
+        if enrollment.version != config.version:
+            remapped = _remap(enrollment, config)
+            if remapped is None:
+                self._exit(enrollment, config, Reason.STEP_REMOVED)
+                return False
+            enrollment = remapped
+            self._put(enrollment)
+        step = config.steps[enrollment.step]
+        if step.kind == "branch":
+            target = next(
+                (
+                    r.goto
+                    for r in step.branches
+                    if _rule_holds(r.event_type, r.attribute, enrollment, self.state)
+                ),
+                "next",
+            )
+            return self._jump(enrollment, config, target, Reason.BRANCHED)
+        if step.wait_for is not None and step.wait_for.event_type in enrollment.seen:
+            return self._jump(enrollment, config, step.wait_for.on_event, Reason.AWAITED_EVENT)
+        if step.condition is not None and not _condition_holds(step, enrollment, self.state):
+            self.add(
+                self._step_activity(ActivityType.STEP_SKIPPED, enrollment, Reason.CONDITION_FALSE)
+            )
+            return self._jump(enrollment, config, "next", None)
+        return self._send(enrollment, config, step)
+
+    def _send(self, enrollment: Enrollment, config: SequenceConfig, step: Step) -> bool:
+        limit = config.guardrails.max_messages_per_enrollment
+        if limit is not None and enrollment.sent >= limit:
+            self._exit(enrollment, config, Reason.MAX_MESSAGES)
+            return False
+        levels = self._levels(config)
+        verdict = guardrails.evaluate(
+            step.channels,
+            self.state.profile.consent,
+            levels,
+            self.now,
+            self.tz,
+            _LedgerView(self.ctx.ledger, self._ledger_pending),
+            self.ctx.partition,
+            self.ctx.partitions,
+        )
+        if verdict.skip:
+            self.add(
+                self._step_activity(
+                    ActivityType.STEP_SKIPPED,
+                    enrollment,
+                    verdict.reason,
+                    {"dropped": verdict.dropped},
+                )
+            )
+            return self._jump(enrollment, config, "next", None)
+        if verdict.defer_until is not None:
+            self._defer(enrollment, verdict.defer_until, verdict.reason)
+            return False
+        group = context_group(self.state.profile, config.adaptive.context_attributes)
+        if enrollment.arm is Arm.HOLDOUT:
+            self._remember(
+                Touch(
+                    self.now_ms, config.id, step.id, None, "", Arm.HOLDOUT, step.variants[0], group
+                )
+            )
+            self.add(
+                self._step_activity(
+                    ActivityType.MESSAGE_SUPPRESSED,
+                    enrollment,
+                    Reason.HOLDOUT,
+                    {"channel": verdict.channels[0].value},
+                )
+            )
+            enrollment = replace(enrollment, sent=enrollment.sent + 1)  # walk the steps like a send
+            self._put(enrollment)
+            return self._jump(enrollment, config, "next", None)
+        if enrollment.arm is Arm.ADAPTIVE and enrollment.deferrals == 0:
+            quiet = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours is not None]
+            best = policy.best_send_time(
+                self.now, self.tz, self.state.hours, config.adaptive.send_time, quiet
+            )
+            if best is not None:
+                self._defer(enrollment, best, Reason.SEND_TIME_OPTIMISED)
+                return False
+        channel_choice = policy.choose_channel(
+            verdict.channels,
+            enrollment.arm,
+            config.adaptive,
+            self.ctx.stats,
+            self.state.affinity,
+            config.id,
+            step.id,
+            group,
+            self.rng,
+        )
+        variant_choice = policy.choose_variant(
+            step.variants,
+            enrollment.arm,
+            config.adaptive,
+            self.ctx.stats,
+            config.id,
+            step.id,
+            group,
+            self.rng,
+        )
+        channel = Channel(channel_choice.value)
+        command = self._command(enrollment, config, step, channel, variant_choice.value)
+        self.commands.append(command)
+        cost = guardrails.message_cost(levels, channel)
+        self.add(
+            self._step_activity(
+                ActivityType.COMMAND_EMITTED,
+                enrollment,
+                None,
+                {
+                    "policy": channel_choice.policy,
+                    "scores": channel_choice.scores,
+                    "variant_policy": variant_choice.policy,
+                    "variant_scores": variant_choice.scores,
+                    "variant": variant_choice.value,
+                    "template": step.template,
+                    "group": group,
+                    "dropped": verdict.dropped,
+                },
+                channel=channel,
+                command_id=command.command_id,
+                cost=cost,
+            )
+        )
+        self._remember(
+            Touch(
+                self.now_ms,
+                config.id,
+                step.id,
+                channel,
+                short_command_id(command.command_id),
+                enrollment.arm,
+                variant_choice.value,
+                group,
+            )
+        )
+        affinity = dict(self.state.affinity)
+        sent, engaged = affinity.get(channel, (0, 0))
+        affinity[channel] = (sent + 1, engaged)
+        self.state = replace(self.state, affinity=affinity)
+        self.stat_deltas.extend(
+            deltas(config.id, step.id, channel.value, variant_choice.value, group, 1, 0)
+        )
+        for key, amount in guardrails.spend(levels, channel, self.now):
+            self.ledger_deltas.append((key, amount))
+            self._ledger_pending[key] = self._ledger_pending.get(key, 0.0) + amount
+        enrollment = replace(enrollment, sent=enrollment.sent + 1)
+        self._put(enrollment)
+        return self._jump(enrollment, config, "next", None)
+
+    def _levels(self, config: SequenceConfig) -> list[Level]:
+        sent = [t for t in self.state.touches if t.channel is not None]
+        levels = [
+            Level(
+                f"c:{config.id}", config.guardrails, [t for t in sent if t.config_id == config.id]
+            )
+        ]
+        if self.ctx.workspace is not None:
+            levels.append(Level(f"w:{config.workspace_id}", self.ctx.workspace.guardrails, sent))
+        return levels
+
+    def _command(
+        self, e: Enrollment, config: SequenceConfig, step: Step, channel: Channel, variant: str
+    ) -> Command:
+        return Command.model_construct(
+            command_id=stable_id(
+                "command", config.workspace_id, config.id, self.state.user_id, e.seq, step.id
+            ),
+            workspace_id=config.workspace_id,
+            config_id=config.id,
+            config_version=config.version,
+            user_id=self.state.user_id,
+            step_id=step.id,
+            channel=channel,
+            template=step.template or "",
+            variant=variant,
+            arm=e.arm,
+            decided_at=self.now,
+        )
+
+    # --- transitions ------------------------------------------------------------------------
+    def _jump(
+        self, enrollment: Enrollment, config: SequenceConfig, target: str, reason: Reason | None
+    ) -> bool:
+        if reason is not None and target != "exit":
+            kind = ActivityType.STEP_BRANCHED if target != "next" else ActivityType.STEP_SKIPPED
+            self.add(self._step_activity(kind, enrollment, reason, {"goto": target}))
+        if target == "exit":
+            self._exit(enrollment, config, reason or Reason.BRANCHED)
+            return False
+        index = enrollment.step + 1 if target == "next" else config.step_index(target)
+        if index is None or index >= len(config.steps):
+            self._exit(enrollment, config, Reason.COMPLETED)
+            return False
+        step = config.steps[index]
+        self._put(
+            replace(
+                enrollment,
+                step=index,
+                step_id=step.id,
+                step_ms=self.now_ms,
+                seen=(),
+                deferrals=0,
+                due_ms=_due_ms(step, enrollment.enrolled_ms, self.now_ms),
+            )
+        )
+        return True
+
+    def _defer(self, enrollment: Enrollment, until: datetime, reason: Reason | None) -> None:
+        self.add(
+            self._step_activity(
+                ActivityType.STEP_DEFERRED,
+                enrollment,
+                reason,
+                {"until": until.isoformat(), "deferral": enrollment.deferrals + 1},
+            )
+        )
+        self._put(
+            replace(
+                enrollment,
+                due_ms=max(to_ms(until), self.now_ms + 1),
+                deferrals=enrollment.deferrals + 1,
+            )
+        )
+
+    def _exit(self, enrollment: Enrollment, config: SequenceConfig | None, reason: Reason) -> None:
+        self.state = self.state.without_enrollment(enrollment.config_id)
+        self.add(
+            self._step_activity(
+                ActivityType.ENROLLMENT_EXITED, enrollment, reason, {"sent": enrollment.sent}
+            )
+        )
+
+    def _put(self, enrollment: Enrollment) -> None:
+        self.state = self.state.with_enrollment(enrollment)
+
+    def _remember(self, touch: Touch) -> None:
+        horizon = self.now_ms - TOUCH_RETENTION // MS
+        kept = [t for t in self.state.touches if t.at_ms >= horizon]
+        self.state = replace(self.state, touches=(*kept, touch)[-MAX_TOUCHES:])
+
+    def _last_touch(self, config_id: str) -> Touch | None:
+        return next((t for t in reversed(self.state.touches) if t.config_id == config_id), None)
+
+    # --- activities -------------------------------------------------------------------------
+    def _step_activity(
+        self,
+        kind: ActivityType,
+        e: Enrollment,
+        reason: Reason | None,
+        details: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> Activity:
+        discriminator = (
+            f"{e.step_id}|{e.deferrals}" if kind is ActivityType.STEP_DEFERRED else e.step_id
+        )
+        return self._activity(
+            kind,
+            e.config_id,
+            {"arm": e.arm, "step_id": e.step_id, **extra},
+            discriminator=discriminator,
+            reason=reason,
+            details=details,
+            seq=e.seq,
+        )
+
+    def _activity(
+        self,
+        kind: ActivityType,
+        config_id: str,
+        fields: Mapping[str, Any],
+        *,
+        discriminator: str,
+        reason: Reason | None = None,
+        details: dict[str, Any] | None = None,
+        event: Event | None = None,
+        seq: int = 0,
+        channel: Channel | None = None,
+        value: float = 0.0,
+    ) -> Activity:
+        state = self.state
+        config = self.ctx.configs.get(config_id)
+        values: dict[str, Any] = {
+            "activity_id": stable_id(
+                "activity",
+                kind.value,
+                state.workspace_id,
+                config_id,
+                state.user_id,
+                seq,
+                discriminator,
+            ),
+            "type": kind,
+            "workspace_id": state.workspace_id,
+            "user_id": state.user_id,
+            "occurred_at": self.now,
+            "config_id": config_id,
+            "config_version": config.version if config else 0,
+            "reason_code": reason or "",
+            "details": details or {},
+            "value": value,
+            "step_id": "",
+            "channel": channel,
+            "arm": None,
+            "command_id": "",
+            "event_id": "",
+            "event_type": "",
+            "cost": 0.0,
+        }
+        values.update(fields)
+        if event is not None:
+            values.update(event_id=event.event_id, event_type=event.type)
+            if event.command_id and not values["command_id"]:
+                values["command_id"] = event.command_id
+        return Activity.model_construct(**values)
+
+
+class _LedgerView(Mapping[str, float]):
+    """The partition's ledger plus what this decision already spent."""
+
+    def __init__(self, base: Ledger, pending: Mapping[str, float]) -> None:
+        self.base, self.pending = base, pending
+
+    def __getitem__(self, key: str) -> float:
+        return self.base.get(key, 0.0) + self.pending.get(key, 0.0)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({*self.base, *self.pending})
+
+    def __len__(self) -> int:
+        return len({*self.base, *self.pending})
+
+
+def _event_activity(event: Event, kind: ActivityType) -> Activity:
+    return Activity.model_construct(
+        activity_id=stable_id("activity", kind.value, event.workspace_id, event.event_id),
+        type=kind,
+        workspace_id=event.workspace_id,
+        user_id=event.user_id,
+        occurred_at=event.occurred_at,
+        config_id="",
+        config_version=0,
+        step_id="",
+        channel=event.channel,
+        arm=None,
+        command_id=event.command_id or "",
+        event_id=event.event_id,
+        event_type=event.type,
+        reason_code="",
+        value=0.0,
+        cost=0.0,
+        details={},
+    )
+
+
+def _attribution(touch: Touch | None) -> dict[str, Any]:
+    if touch is None:
+        return {}
+    return {"step_id": touch.step_id, "channel": touch.channel, "arm": touch.arm}
+
+
+def _numeric(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    return float(value)
+
+
+def _due_ms(step: Step, enrolled_ms: int, now_ms: int) -> int:
+    start = enrolled_ms if step.wait_from == "entry" else now_ms
+    due = start + step.wait // MS
+    if step.wait_for is not None:
+        due += step.wait_for.timeout // MS
+    return max(due, now_ms)
+
+
+def _current_step(config: SequenceConfig, enrollment: Enrollment) -> Step | None:
+    index = config.step_index(enrollment.step_id)
+    return None if index is None else config.steps[index]
+
+
+def _remap(enrollment: Enrollment, config: SequenceConfig) -> Enrollment | None:
+    """An edit applies to in-flight enrollments by step id; a removed step hands over to the
+    step now at its position (the next remaining one), or ends the enrollment."""
+    index = config.step_index(enrollment.step_id)
+    if index is None:
+        index = enrollment.step
+        if index >= len(config.steps):
+            return None
+    return replace(enrollment, version=config.version, step=index, step_id=config.steps[index].id)
+
+
+def _watched_types(config: SequenceConfig) -> set[str]:
+    types: set[str] = set()
+    for step in config.steps:
+        if step.condition is not None:
+            types.update(step.condition.none_of_events, step.condition.any_of_events)
+        if step.wait_for is not None:
+            types.add(step.wait_for.event_type)
+        types.update(r.event_type for r in step.branches if r.event_type)
+    return types
+
+
+def _see(enrollment: Enrollment, event_type: str) -> Enrollment:
+    if event_type in enrollment.seen:
+        return enrollment
+    return replace(enrollment, seen=(*enrollment.seen, event_type)[-MAX_SEEN:])
+
+
+def _condition_holds(step: Step, enrollment: Enrollment, state: UserState) -> bool:
+    condition = step.condition
+    assert condition is not None  # noqa: S101 - caller checked
+    seen = set(enrollment.seen)
+    if seen.intersection(condition.none_of_events):
+        return False
+    if condition.any_of_events and not seen.intersection(condition.any_of_events):
+        return False
+    return all(
+        _attribute_holds(f, state.profile.attributes.get(f.key)) for f in condition.attributes
+    )
+
+
+def _rule_holds(
+    event_type: str | None, attribute: AttributeFilter | None, e: Enrollment, state: UserState
+) -> bool:
+    if event_type is not None:
+        return event_type in e.seen
+    assert attribute is not None  # noqa: S101 - the model guarantees one of the two
+    return _attribute_holds(attribute, state.profile.attributes.get(attribute.key))
+
+
+def _filter_holds(flt: AttributeFilter, state: UserState, event: Event) -> bool:
+    source = event.properties if flt.source == "property" else state.profile.attributes
+    return _attribute_holds(flt, source.get(flt.key))
+
+
+def _attribute_holds(flt: AttributeFilter, value: object) -> bool:
+    if flt.one_of is not None:
+        return value in flt.one_of
+    if flt.min is not None or flt.max is not None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return (flt.min is None or value >= flt.min) and (flt.max is None or value <= flt.max)
+    return value == flt.equals
+
+
+def _reentry_allowed(config: SequenceConfig, past: Past, now_ms: int) -> bool:
+    policy_ = config.entry.reentry
+    if policy_.policy == "always":
+        return True
+    if policy_.policy == "never":
+        return False
+    return now_ms - past.enrolled_ms >= policy_.cooldown // MS
