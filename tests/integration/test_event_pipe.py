@@ -4,27 +4,31 @@ with their reason, and the engine keeps going."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
-from faust.contrib.asgi import faust_app_running
-from prometheus_client import CollectorRegistry
 
-from sme.engine.app import Engine
-from sme.gateway.metrics import GatewayMetrics
-from sme.gateway.sink import ActivitySink
 from sme.settings import Settings
-from sme.storage.clickhouse import ClickHouseStore
 from sme.topics import ensure_topics
-from tests.support.infra import free_port
-from tests.support.kafka_io import TopicReader, publish
+from tests.support.kafka_io import TopicReader, publish, publish_config
+from tests.support.runtime import engine_and_sink
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
+
+
+WELCOME = {
+    "id": "welcome", "workspace_id": "acme", "name": "Welcome",
+    "entry": {"event_types": ["signed_up"]},
+    "steps": [{"id": "welcome", "template": "welcome", "channels": ["email", "push", "sms"]}],
+    "experiment": {"holdout_pct": 0, "baseline_pct": 100},
+}
+
+
+@pytest.fixture(autouse=True)
+async def welcome_sequence(test_settings: Settings) -> None:
+    """A one-step welcome sequence (baseline arm only: first eligible channel)."""
+    await ensure_topics(test_settings)
+    await publish_config(test_settings, WELCOME)
 
 
 def signup(event_id: str, user_id: str, consent: dict[str, bool] | None = None) -> bytes:
@@ -39,29 +43,6 @@ def signup(event_id: str, user_id: str, consent: dict[str, bool] | None = None) 
             "user": {"timezone": "Europe/Paris", "consent": consent or {}},
         }
     )
-
-
-@contextlib.asynccontextmanager
-async def engine_and_sink(settings: Settings) -> AsyncIterator[ClickHouseStore]:
-    """The engine (Faust app on this loop) and the gateway's sink, wired to one test's topics."""
-    await ensure_topics(settings)
-    engine = Engine(settings.model_copy(update={"engine_web_port": free_port()}))
-    store = await ClickHouseStore(
-        settings.clickhouse_dsn.get_secret_value(), settings.clickhouse_database
-    ).open_async()
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await producer.start()
-    sink = ActivitySink(settings, store, producer, GatewayMetrics(CollectorRegistry()))
-    sink_task = asyncio.create_task(sink.run())
-    try:
-        async with faust_app_running(engine.app, stop_timeout=20):
-            yield store
-    finally:
-        sink_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sink_task
-        await producer.stop()
-        await store.aclose()
 
 
 async def test_one_valid_and_one_invalid_event(test_settings: Settings) -> None:
@@ -96,12 +77,16 @@ async def test_one_valid_and_one_invalid_event(test_settings: Settings) -> None:
                 "SELECT type, user_id, command_id, reason_code "
                 "FROM {db}.activities FINAL ORDER BY type"
             )
-            return list(result.result_rows) if len(result.result_rows) >= 3 else []
+            return list(result.result_rows) if len(result.result_rows) >= 6 else []
 
         rows = await eventually(activity_rows, timeout=30, what="activities in ClickHouse")
-        assert [r[0] for r in rows] == ["command_emitted", "event_received", "event_rejected"]
+        types = [r[0] for r in rows]
+        assert types == [
+            "command_emitted", "enrolled", "enrollment_exited", "event_received", "event_rejected",
+            "exposure",
+        ]
         assert rows[0][2] == command["command_id"]
-        assert rows[2][3] == "invalid_json"
+        assert rows[4][3] == "invalid_json"
 
         letters = await eventually(dlq.poll, timeout=30, what="the invalid event on the DLQ")
         assert letters[0]["reason_code"] == "invalid_json"

@@ -7,6 +7,10 @@ import uuid
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from sme.contracts.config_records import SequenceRecord, record_key
+from sme.contracts.sequences import SequenceConfig
+from sme.settings import Settings
+
 
 async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
@@ -43,3 +47,10 @@ class TopicReader:
         for records in batches.values():
             self.seen.extend(orjson.loads(r.value) for r in records if r.value)
         return self.seen
+
+
+async def publish_config(settings: Settings, config: dict[str, object]) -> None:
+    """Publish a sequence configuration the way the configuration API does."""
+    record = SequenceRecord(config=SequenceConfig.model_validate(config))
+    message = (record_key(record).encode(), record.model_dump_json().encode())
+    await publish(settings.kafka_bootstrap_servers, settings.topic_configs, [message])
