@@ -63,6 +63,18 @@ def run_topics(settings: Settings) -> None:
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
 
 
+def run_configs_apply(settings: Settings, paths: list[Path]) -> None:
+    from sme.config_publish import load_file, publish_records
+    from sme.contracts.config_records import record_key
+    from sme.topics import ensure_topics
+
+    records = [record for path in paths for record in load_file(path)]
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(publish_records(settings, records))
+    for record in records:
+        print(f"published {record_key(record)}")
+
+
 def run_schemas(directory: Path) -> None:
     from sme.contracts.schemas import write_schemas
 
@@ -90,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="create missing Kafka topics",
         description="Create the SME topics that do not exist yet.",
     )
+    configs = sub.add_parser(
+        "configs",
+        help="publish configurations to the config topic",
+        description="Publish sequence configurations or workspace settings (JSON files) to the "
+        "compacted config topic, as the configuration API does.",
+    )
+    configs_sub = configs.add_subparsers(dest="configs_command", required=True, metavar="ACTION")
+    apply = configs_sub.add_parser(
+        "apply",
+        help="validate and publish JSON files",
+        description="Validate each file (one document or a list) and publish it.",
+    )
+    apply.add_argument("paths", type=Path, nargs="+", metavar="FILE")
     schemas = sub.add_parser(
         "schemas",
         help="write the JSON Schemas of the message contracts",
@@ -113,7 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(settings.log_level)
     try:
+        if args.command == "configs":
+            run_configs_apply(settings, args.paths)
+            return 0
         {"engine": run_engine, "gateway": run_gateway, "topics": run_topics}[args.command](settings)
+    except ValidationError as exc:
+        print(f"sme: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
     except SmeError as exc:
         print(f"sme: {exc}", file=sys.stderr)
         return 1

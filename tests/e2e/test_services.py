@@ -22,6 +22,14 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 API = "/api/v1/035-sequential-messaging-engine"
+WELCOME = {
+    "id": "welcome",
+    "workspace_id": "acme",
+    "name": "Welcome",
+    "entry": {"event_types": ["signed_up"]},
+    "steps": [{"id": "hello", "template": "welcome", "channels": ["email", "push"]}],
+    "experiment": {"holdout_pct": 0, "baseline_pct": 100},
+}
 
 
 @dataclass
@@ -66,6 +74,17 @@ def deployment(kafka: str, tmp_path: Path, use_docker: bool) -> Iterator[Deploym
         "SME_SINK_FLUSH_SECONDS": "0.2",
     }
     env.pop("SME_CLICKHOUSE_DSN", None)  # the gateway owns its own embedded store
+    config_file = tmp_path / "welcome.json"
+    config_file.write_bytes(orjson.dumps(WELCOME))
+    applied = subprocess.run(
+        [sys.executable, "-m", "sme", "configs", "apply", str(config_file)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert applied.returncode == 0, applied.stderr
     engine = _spawn("engine", env, tmp_path)
     gateway = _spawn("gateway", env, tmp_path)
     deployed = Deployment(
@@ -133,7 +152,8 @@ async def test_an_event_published_to_kafka_shows_up_in_the_gateway_and_on_the_ch
 
             async def listed() -> list[dict[str, object]]:
                 response = await http.get(
-                    f"{API}/builtin-welcome/activities", params={"user_id": "ada"}
+                    f"{API}/welcome/activities",
+                    params={"user_id": "ada", "type": "command_emitted"},
                 )
                 assert response.status_code == 200, response.text
                 return list(response.json()["items"])
@@ -157,7 +177,7 @@ async def test_an_event_published_to_kafka_shows_up_in_the_gateway_and_on_the_ch
         assert 'sme_commands_out_total{channel="email"} 1.0' in engine_metrics
         assert 'sme_dead_letters_total{reason="invalid_json"} 1.0' in engine_metrics
 
-        bad_limit = await http.get(f"{API}/builtin-welcome/activities", params={"limit": 1001})
+        bad_limit = await http.get(f"{API}/welcome/activities", params={"limit": 1001})
         assert bad_limit.status_code == 422
         assert bad_limit.json()["detail"][0]["loc"] == ["query", "limit"]
 

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 WELCOME = {
-    "id": "welcome", "workspace_id": "acme", "name": "Welcome",
+    "id": "welcome",
+    "workspace_id": "acme",
+    "name": "Welcome",
     "entry": {"event_types": ["signed_up"]},
     "steps": [{"id": "welcome", "template": "welcome", "channels": ["email", "push", "sms"]}],
     "experiment": {"holdout_pct": 0, "baseline_pct": 100},
@@ -82,7 +84,11 @@ async def test_one_valid_and_one_invalid_event(test_settings: Settings) -> None:
         rows = await eventually(activity_rows, timeout=30, what="activities in ClickHouse")
         types = [r[0] for r in rows]
         assert types == [
-            "command_emitted", "enrolled", "enrollment_exited", "event_received", "event_rejected",
+            "command_emitted",
+            "enrolled",
+            "enrollment_exited",
+            "event_received",
+            "event_rejected",
             "exposure",
         ]
         assert rows[0][2] == command["command_id"]

@@ -377,11 +377,11 @@ class _Run:
         return self._send(enrollment, config, step)
 
     def _send(self, enrollment: Enrollment, config: SequenceConfig, step: Step) -> bool:
-        limit = config.guardrails.max_messages_per_enrollment
-        if limit is not None and enrollment.sent >= limit:
+        levels = self._levels(config)
+        limits = [lv.rules.max_messages_per_enrollment for lv in levels]
+        if any(limit is not None and enrollment.sent >= limit for limit in limits):
             self._exit(enrollment, config, Reason.MAX_MESSAGES)
             return False
-        levels = self._levels(config)
         verdict = guardrails.evaluate(
             step.channels,
             self.state.profile.consent,

@@ -87,17 +87,17 @@ class TopicMirror:
     ) -> None:
         self.topic = topic
         self.apply = apply
+        self.bootstrap = bootstrap
         self.caught_up = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=100,
         )
-
-    async def run(self) -> None:
-        consumer = self._consumer
         await consumer.start()
         try:
             await consumer.topics()  # loads cluster metadata

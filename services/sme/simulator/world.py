@@ -1,0 +1,309 @@
+"""The simulated world: a scenario (data, validated by pydantic) and the hidden users drawn
+from it.
+
+A scenario describes a population as weighted segments. Each segment gives, per channel, the
+probability that a delivered message is opened and that an opened one is clicked, the share
+of the segment that never reads the channel and the share that consents to it; the local
+hours its users are active; the probability that a click converts; and the probability of
+converting without any message. Channel models give delivery rates, delays, costs, how much a
+message that arrives outside active hours loses, and the unsubscribe rate that fatigue
+raises. Variants carry an appeal (a multiplier on the click probability). The scenario also
+holds the `SequenceConfig` the simulated engine runs. None of the hidden truth reaches the
+core: it sees only the profile (time zone, attributes, consent) on the signup event and the
+feedback events the users produce.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from sme.contracts.channels import Channel
+from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
+
+Prob = Annotated[float, Field(ge=0, le=1)]
+Weight = Annotated[float, Field(gt=0)]
+SIGNUP_EVENT = "signed_up"
+CONVERSION_EVENT = "converted"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelModel(_Strict):
+    """How a channel behaves, whoever receives it."""
+
+    cost: float = Field(0.0, ge=0, description="Price of one message (the core reports it).")
+    delivery: Prob = Field(1.0, description="P(delivered); the rest bounce.")
+    open_delay_minutes: float = Field(
+        30.0, gt=0, le=7 * 24 * 60, description="Mean delay from delivery to open."
+    )
+    click_delay_minutes: float = Field(2.0, gt=0, le=24 * 60)
+    missed_outside_active: Prob = Field(
+        0.5,
+        description="Share of would-be opens lost when the message is delivered outside the "
+        "user's active hours (buried in the inbox, notification swiped away).",
+    )
+    unsubscribe_per_delivery: Prob = Field(
+        0.0, description="Base P(unsubscribe from this channel) per delivered message."
+    )
+
+
+class ChannelPropensity(_Strict):
+    """A segment's behaviour on one channel."""
+
+    open: Prob = Field(description="Mean P(open | delivered) while the user is active.")
+    click: Prob = Field(description="Mean P(click | opened) at variant appeal 1.")
+    never_read: Prob = Field(0.0, description="Share of the segment that never opens it.")
+    consent: Prob = Field(
+        1.0, description="Share that consents (the rest carry consent=false on the profile)."
+    )
+
+
+class Fatigue(_Strict):
+    """More messages in the recent window make opens rarer and unsubscribes likelier."""
+
+    window: timedelta = timedelta(days=3)
+    open_decay: Prob = Field(
+        0.0, description="P(open) is multiplied by (1 - open_decay) ** recent_messages."
+    )
+    unsubscribe_growth: float = Field(
+        0.0, ge=0, description="P(unsubscribe) is multiplied by 1 + growth * recent_messages."
+    )
+
+
+class Segment(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    weight: Weight
+    attributes: dict[str, dict[str, Weight]] = Field(
+        default_factory=dict,
+        description="Profile attributes the engine sees: name -> {value: weight}.",
+    )
+    timezones: dict[str, Weight] = Field(default_factory=lambda: {"UTC": 1.0})
+    active_hours: dict[str, Weight] = Field(
+        min_length=1, description="Active-hour profile name -> weight."
+    )
+    channels: dict[Channel, ChannelPropensity] = Field(
+        default_factory=dict, description="A channel not listed is never read (consent true)."
+    )
+    conversion_per_click: Prob
+    base_conversion: Prob = Field(
+        description="P(converting within conversion_horizon days without any message)."
+    )
+    variant_appeal: dict[str, float] = Field(
+        default_factory=dict, description="Overrides the scenario's variant appeal."
+    )
+    concentration: float = Field(
+        0.0,
+        ge=0,
+        description="Per-user spread: a user's open and click probabilities are drawn from "
+        "Beta(k*m, k*(1-m)) around the segment mean m; 0 means every user has the mean.",
+    )
+
+    @field_validator("timezones")
+    @classmethod
+    def _zones(cls, v: dict[str, float]) -> dict[str, float]:
+        for name in v:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+                raise ValueError(f"unknown IANA time zone {name[:64]!r}") from exc
+        return v
+
+    @field_validator("variant_appeal")
+    @classmethod
+    def _appeal(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_appeal(v)
+
+
+class Scenario(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    start: AwareDatetime = datetime(2025, 6, 2, tzinfo=UTC)
+    signup_days: float = Field(4.0, gt=0, le=365, description="Signups spread over these days.")
+    signup_in_active_hours: Prob = Field(
+        0.6, description="Share of signups that happen in the user's active hours."
+    )
+    conversion_horizon_days: float = Field(
+        14.0, gt=0, le=365, description="The horizon of the segments' base_conversion."
+    )
+    active_hours: dict[str, list[Annotated[int, Field(ge=0, le=23)]]] = Field(
+        min_length=1, description="Named local-hour profiles, e.g. evening: [19, 20, 21]."
+    )
+    channels: dict[Channel, ChannelModel]
+    fatigue: Fatigue = Fatigue()
+    variant_appeal: dict[str, float] = Field(
+        default_factory=dict, description="Variant name -> click multiplier (default 1)."
+    )
+    segments: list[Segment] = Field(min_length=1, max_length=100)
+    sequence: SequenceConfig
+    workspace: WorkspaceSettings | None = None
+
+    @field_validator("variant_appeal")
+    @classmethod
+    def _appeal(cls, v: dict[str, float]) -> dict[str, float]:
+        return _check_appeal(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scenario:
+        for name, hours in self.active_hours.items():
+            if not hours:
+                raise ValueError(f"active-hour profile {name!r} has no hours")
+        for segment in self.segments:
+            unknown = set(segment.active_hours) - set(self.active_hours)
+            if unknown:
+                raise ValueError(
+                    f"segment {segment.name!r}: unknown active-hour profiles {sorted(unknown)}"
+                )
+        used = {ch for step in self.sequence.steps for ch in step.channels}
+        missing = used - set(self.channels)
+        if missing:
+            raise ValueError(f"no channel model for {sorted(ch.value for ch in missing)}")
+        if SIGNUP_EVENT not in self.sequence.entry.event_types:
+            raise ValueError(f"the sequence must be entered on {SIGNUP_EVENT!r}")
+        goal = self.sequence.exit.goal
+        if goal is None or goal.event_type != CONVERSION_EVENT:
+            raise ValueError(f"the sequence needs a goal on {CONVERSION_EVENT!r}")
+        if self.sequence.workspace_id != (self.workspace or self.sequence).workspace_id:
+            raise ValueError("the workspace settings must belong to the sequence's workspace")
+        return self
+
+    def priced_sequence(self) -> SequenceConfig:
+        """The sequence with the channel models' costs as its price list, unless it has one,
+        so the core's cost accounting (what the report sums) uses the world's prices."""
+        guardrails = self.sequence.guardrails
+        if guardrails.cost_per_message:
+            return self.sequence
+        prices = {ch: model.cost for ch, model in self.channels.items()}
+        return self.sequence.model_copy(
+            update={"guardrails": guardrails.model_copy(update={"cost_per_message": prices})}
+        )
+
+
+def _check_appeal(v: dict[str, float]) -> dict[str, float]:
+    for name, appeal in v.items():
+        if not (0 <= appeal <= 10 and math.isfinite(appeal)):
+            raise ValueError(f"variant {name!r}: appeal must be between 0 and 10")
+    return v
+
+
+# --- loading --------------------------------------------------------------------------------
+
+
+def scenario_names() -> list[str]:
+    """Scenarios shipped with the package."""
+    folder = resources.files("sme.simulator").joinpath("scenarios")
+    return sorted(
+        entry.name.removesuffix(".json")
+        for entry in folder.iterdir()
+        if entry.name.endswith(".json")
+    )
+
+
+def load_scenario(name: str) -> Scenario:
+    """A shipped scenario by name (`default`, `null`, ...)."""
+    if name not in scenario_names():
+        raise ValueError(f"unknown scenario {name!r}; shipped: {', '.join(scenario_names())}")
+    text = resources.files("sme.simulator").joinpath("scenarios", f"{name}.json").read_text()
+    return parse_scenario(text)
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    return parse_scenario(path.read_text(encoding="utf-8"))
+
+
+def parse_scenario(text: str) -> Scenario:
+    data = json.loads(text)
+    if isinstance(data, dict):
+        data.pop("$comment", None)
+    return Scenario.model_validate(data)
+
+
+# --- hidden users ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class HiddenUser:
+    """One simulated user's hidden truth; the core never reads this."""
+
+    index: int
+    user_id: str
+    segment: str
+    timezone: str
+    active: frozenset[int]  # local hours
+    attributes: dict[str, str]
+    consent: dict[Channel, bool]
+    open_p: dict[Channel, float]
+    click_p: dict[Channel, float]
+    conversion_per_click: float
+    appeal: dict[str, float]
+    base_hazard: float  # organic conversion hazard per millisecond
+    signup_ms: int = 0
+    converted: bool = False
+    deliveries: list[int] = field(default_factory=list)  # recent delivery times (ms)
+
+
+def _pick(weights: dict[str, float], rng: random.Random) -> str:
+    names = sorted(weights)
+    return rng.choices(names, weights=[weights[n] for n in names])[0]
+
+
+def _spread(mean: float, concentration: float, rng: random.Random) -> float:
+    if concentration <= 0 or mean <= 0 or mean >= 1:
+        return mean
+    return rng.betavariate(concentration * mean, concentration * (1 - mean))
+
+
+def draw_user(scenario: Scenario, index: int, user_id: str, rng: random.Random) -> HiddenUser:
+    """Draw one user from the scenario's segments (consumes `rng` in a fixed order)."""
+    weights = [s.weight for s in scenario.segments]
+    segment = rng.choices(scenario.segments, weights=weights)[0]
+    timezone = _pick(segment.timezones, rng)
+    profile = _pick(segment.active_hours, rng)
+    attributes = {name: _pick(values, rng) for name, values in sorted(segment.attributes.items())}
+    consent: dict[Channel, bool] = {}
+    open_p: dict[Channel, float] = {}
+    click_p: dict[Channel, float] = {}
+    for channel in sorted(scenario.channels):
+        prop = segment.channels.get(channel)
+        if prop is None:
+            consent[channel], open_p[channel], click_p[channel] = True, 0.0, 0.0
+            continue
+        consent[channel] = prop.consent >= 1 or rng.random() < prop.consent
+        never = prop.never_read > 0 and rng.random() < prop.never_read
+        open_p[channel] = 0.0 if never else _spread(prop.open, segment.concentration, rng)
+        click_p[channel] = _spread(prop.click, segment.concentration, rng)
+    return HiddenUser(
+        index=index,
+        user_id=user_id,
+        segment=segment.name,
+        timezone=timezone,
+        active=frozenset(scenario.active_hours[profile]),
+        attributes=attributes,
+        consent=consent,
+        open_p=open_p,
+        click_p=click_p,
+        conversion_per_click=segment.conversion_per_click,
+        appeal={**scenario.variant_appeal, **segment.variant_appeal},
+        base_hazard=base_conversion_hazard(scenario, segment),
+    )
+
+
+def base_conversion_hazard(scenario: Scenario, segment: Segment) -> float:
+    """Per-millisecond hazard giving P(convert within the horizon) = base_conversion."""
+    if segment.base_conversion <= 0:
+        return 0.0
+    if segment.base_conversion >= 1:
+        return math.inf
+    horizon_ms = scenario.conversion_horizon_days * 86_400_000
+    return -math.log1p(-segment.base_conversion) / horizon_ms
