@@ -50,6 +50,9 @@ test-integration: install kafka-start
 test-e2e: install kafka-start
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
+bench: install ## benchmarks: writes bench/results/latest.json (see BENCHMARKS.md)
+	$(BIN)/python bench/core_bench.py
+
 schemas: install ## regenerate schemas/*.schema.json from the pydantic models
 	$(BIN)/sme schemas
 
