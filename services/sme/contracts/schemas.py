@@ -11,13 +11,19 @@ from pydantic import BaseModel
 from sme.contracts.activities import Activity
 from sme.contracts.commands import Command
 from sme.contracts.dead_letters import DeadLetter
+from sme.contracts.config_records import SequenceRecord, WorkspaceRecord
 from sme.contracts.events import Event
+from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
 
 CONTRACTS: dict[str, type[BaseModel]] = {
     "event": Event,
     "command": Command,
     "activity": Activity,
     "dead_letter": DeadLetter,
+    "sequence_config": SequenceConfig,
+    "workspace_settings": WorkspaceSettings,
+    "sequence_record": SequenceRecord,
+    "workspace_record": WorkspaceRecord,
 }
 
 

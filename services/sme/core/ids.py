@@ -1,15 +1,17 @@
-"""Deterministic ids (uuid5): replays and retries produce the same ids, so senders and the
+"""Deterministic ids (a keyed BLAKE2b hash in UUID form, version 8): replays and retries produce the same ids, so senders and the
 ClickHouse sink can dedupe by construction."""
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 
-_NAMESPACE = uuid.UUID("6f0c5e0a-3d2b-5c1e-9a57-5e9d2a1b7c40")
+_NAMESPACE = b"sme:6f0c5e0a-3d2b-5c1e-9a57-5e9d2a1b7c40"
 
 
 def stable_id(kind: str, *parts: str | int) -> str:
-    """A uuid5 over the kind and parts. Each part is length-prefixed, so no choice of ids
+    """A 128-bit hash of the kind and parts. Each part is length-prefixed, so no choice of ids
     (whatever characters they hold) can make two different part lists collide."""
     material = "".join(f"{len(text)}:{text}" for text in (kind, *(str(p) for p in parts)))
-    return str(uuid.uuid5(_NAMESPACE, material))
+    h = hashlib.blake2b(material.encode(), digest_size=16, key=_NAMESPACE[:64]).hexdigest()
+    # UUID layout, version 8 ("custom", RFC 9562) and the RFC variant bits.
+    return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
