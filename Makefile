@@ -35,7 +35,7 @@ gateway: install kafka-start
 	$(BIN)/sme gateway
 
 lint: install ## ruff (incl. bugbear, bandit, datetime rules) and mypy --strict
-	$(BIN)/ruff check services tests
+	$(BIN)/ruff check services tests bench
 	$(BIN)/mypy
 
 test: install lint kafka-start ## the whole suite: unit, integration (real broker + ClickHouse engine), e2e

@@ -22,26 +22,49 @@ import orjson
 from sme.contracts.events import Event
 from sme.contracts.sequences import SequenceConfig
 from sme.core.sequence import Context, on_event, on_timer
-from sme.core.user_state import UserState
 from sme.core.timeutil import from_ms
+from sme.core.user_state import UserState
 
 RESULTS = Path(__file__).parent / "results" / "latest.json"
-CONFIG = SequenceConfig.model_validate({
-    "id": "bench", "workspace_id": "acme", "name": "Bench",
-    "entry": {"event_types": ["signed_up"]},
-    "steps": [
-        {"id": "s1", "template": "welcome", "variants": ["a", "b"], "channels": ["email", "push", "sms"]},
-        {"id": "s2", "wait": "PT6H", "template": "nudge", "channels": ["email", "push"],
-         "condition": {"none_of_events": ["clicked"]}},
-        {"id": "s3", "wait": "P1D", "template": "offer", "variants": ["x", "y", "z"],
-         "channels": ["email", "push", "sms"]},
-    ],
-    "exit": {"goal": {"event_type": "purchased"}},
-    "adaptive": {"context_attributes": ["tier"]},
-    "guardrails": {"frequency_caps": [{"max": 3, "per": "P1D"}], "quiet_hours": {"start": "22:00", "end": "07:00"},
-                   "daily_cost_budget": 1e9, "cost_per_message": {"sms": 0.04}},
-    "experiment": {"holdout_pct": 10, "baseline_pct": 45},
-})
+CONFIG = SequenceConfig.model_validate(
+    {
+        "id": "bench",
+        "workspace_id": "acme",
+        "name": "Bench",
+        "entry": {"event_types": ["signed_up"]},
+        "steps": [
+            {
+                "id": "s1",
+                "template": "welcome",
+                "variants": ["a", "b"],
+                "channels": ["email", "push", "sms"],
+            },
+            {
+                "id": "s2",
+                "wait": "PT6H",
+                "template": "nudge",
+                "channels": ["email", "push"],
+                "condition": {"none_of_events": ["clicked"]},
+            },
+            {
+                "id": "s3",
+                "wait": "P1D",
+                "template": "offer",
+                "variants": ["x", "y", "z"],
+                "channels": ["email", "push", "sms"],
+            },
+        ],
+        "exit": {"goal": {"event_type": "purchased"}},
+        "adaptive": {"context_attributes": ["tier"]},
+        "guardrails": {
+            "frequency_caps": [{"max": 3, "per": "P1D"}],
+            "quiet_hours": {"start": "22:00", "end": "07:00"},
+            "daily_cost_budget": 1e9,
+            "cost_per_message": {"sms": 0.04},
+        },
+        "experiment": {"holdout_pct": 10, "baseline_pct": 45},
+    }
+)
 
 
 def run(users: int, seed: int) -> dict[str, float]:
@@ -49,9 +72,18 @@ def run(users: int, seed: int) -> dict[str, float]:
     ctx = Context(configs={CONFIG.id: CONFIG}, stats={}, ledger={})
     start = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
     events = [
-        Event(event_id=f"e{i}", workspace_id="acme", user_id=f"user-{i}", type="signed_up",
-              occurred_at=start, user={"timezone": "Europe/Paris", "attributes": {"tier": i % 3},
-                                       "consent": {"sms": i % 4 != 0}})
+        Event(
+            event_id=f"e{i}",
+            workspace_id="acme",
+            user_id=f"user-{i}",
+            type="signed_up",
+            occurred_at=start,
+            user={
+                "timezone": "Europe/Paris",
+                "attributes": {"tier": i % 3},
+                "consent": {"sms": i % 4 != 0},
+            },
+        )
         for i in range(users)
     ]
     states: list[UserState] = []
@@ -96,7 +128,7 @@ def main() -> None:
         "state_bytes_p99": figures["state_bytes_p99"],
         "users": args.users,
         "decisions": figures["decisions"],
-        "machine": f"{platform.machine()} {platform.python_implementation()} {platform.python_version()}",
+        "machine": f"{platform.machine()} CPython {platform.python_version()}",
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")

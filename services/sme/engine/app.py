@@ -14,7 +14,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,9 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+_SUPPRESSIONS = frozenset({"step_deferred", "step_skipped", "message_suppressed"})
 
 
 def _dump(model: BaseModel) -> bytes:
@@ -88,7 +91,8 @@ class Engine:
         self.configs = ConfigRegistry()
         self.stats = StatsBoard()
         self.due = DueIndex()
-        self._dirty_stats: set[bytes] = set()
+        self._dirty_stats: set[str] = set()
+        self._local_stats: dict[str, list[float]] = {}
         self._resumed: set[str] = set()
         settings.engine_table_dir.mkdir(parents=True, exist_ok=True)
         brokers = [
@@ -106,6 +110,7 @@ class Engine:
             web_enabled=True,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            producer_linger=0.005,  # batch sends: one request per few ms, not per message
             broker_commit_interval=1.0,
         )
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
@@ -120,9 +125,6 @@ class Engine:
         self.stats_topic = self.app.topic(settings.topic_stats, **raw)
         table_opts: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes}
         self.users = self.app.Table("users", help="(workspace, user) -> UserState", **table_opts)
-        self.popstats = self.app.Table(
-            "popstats", help="partition|stat -> [trials, successes]", **table_opts
-        )
         self.ledger = self.app.Table("ledger", help="partition|budget key -> spent", **table_opts)
         self.app.agent(self.inputs, name="sme.engine.inputs")(self._consume)
         self.app.task(self._mirror_configs)
@@ -145,14 +147,13 @@ class Engine:
         return self._configs_mirror.caught_up
 
     # --- inputs -----------------------------------------------------------------------------
-    async def _consume(self, stream: Any) -> AsyncIterator[None]:
+    async def _consume(self, stream: Any) -> None:
         await self._configs_mirror.caught_up.wait()
         async for event in stream.events():
             if event.message.topic == self.settings.topic_timers:
                 await self.handle_tick(event.message)
             else:
                 await self.handle(event.message)
-            yield None
 
     async def handle(self, message: Any) -> None:
         """Process one consumed event; never raises."""
@@ -225,23 +226,18 @@ class Engine:
     async def _apply(
         self, outcome: sequence.Outcome, key: bytes, user: bytes, partition: int
     ) -> None:
+        """Emit outputs, then write state. `send_soon` buffers in order; Faust flushes the
+        producer before it commits offsets, so nothing is committed before it is sent."""
         for command in outcome.commands:
-            await self.command_topics[command.channel].send(key=user, value=_dump(command))
+            self.command_topics[command.channel].send_soon(key=user, value=_dump(command))
             self.metrics.commands_out.labels(command.channel.value).inc()
         for activity in outcome.activities:
-            await self.activities_topic.send(key=user, value=_dump(activity))
+            self.activities_topic.send_soon(key=user, value=_dump(activity))
             self.metrics.activities_out.labels(activity.type.value).inc()
-            if activity.reason_code and activity.type.value in (
-                "step_deferred",
-                "step_skipped",
-                "message_suppressed",
-            ):
+            if activity.type.value in _SUPPRESSIONS and activity.reason_code:
                 self.metrics.suppressions.labels(str(activity.reason_code)).inc()
         for delta in outcome.stat_deltas:
-            stat_key = f"{partition}|{delta.key}".encode()
-            trials, successes = self.popstats.get(stat_key) or (0, 0)
-            self.popstats[stat_key] = [trials + delta.trials, successes + delta.successes]
-            self._dirty_stats.add(stat_key)
+            self._count_stat(f"{partition}|{delta.key}", delta.trials, delta.successes)
         for budget_key, amount in outcome.ledger_deltas:
             ledger_key = f"{partition}|{budget_key}".encode()
             self.ledger[ledger_key] = float(self.ledger.get(ledger_key) or 0.0) + amount
@@ -249,6 +245,18 @@ class Engine:
         stored["p"] = partition  # where this user lives, for rebuilding the due-index
         self.users[key] = stored
         self.due.put(key, partition, user, self._next_due(outcome.state))
+
+    def _count_stat(self, key: str, trials: int, successes: int) -> None:
+        """Cumulative counts of a partition live in memory and in the compacted stats topic;
+        a partition's new owner continues from the topic's last value. Eventually consistent:
+        a crash can lose up to one publish interval of counts, never double them."""
+        counts = self._local_stats.get(key)
+        if counts is None:
+            counts = list(self.stats.partition_counts(key))
+            self._local_stats[key] = counts
+        counts[0] += trials
+        counts[1] += successes
+        self._dirty_stats.add(key)
 
     def _next_due(self, state: UserState) -> int | None:
         """Paused sequences are not woken (they would fire nothing); resuming re-arms them."""
@@ -277,6 +285,9 @@ class Engine:
             if tp.topic == self.settings.topic_events
         }
         self.due.retain_partitions(assigned)
+        self._local_stats = {
+            k: v for k, v in self._local_stats.items() if int(k.partition("|")[0]) in assigned
+        }
         armed = 0
         for key, stored in self.users.items():
             partition = stored.get("p") if isinstance(stored, dict) else None
@@ -306,9 +317,9 @@ class Engine:
     async def _publish_stats(self) -> None:
         dirty, self._dirty_stats = self._dirty_stats, set()
         for stat_key in dirty:
-            value = self.popstats.get(stat_key)
-            if value is not None:
-                await self.stats_topic.send(key=stat_key, value=orjson.dumps(value))
+            counts = self._local_stats.get(stat_key)
+            if counts is not None:
+                await self.stats_topic.send(key=stat_key.encode(), value=orjson.dumps(counts))
 
     # --- dead letters -----------------------------------------------------------------------
     async def _reject(self, rejection: Rejection, message: Any) -> None:

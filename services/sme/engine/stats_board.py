@@ -1,9 +1,10 @@
 """Population statistics shared by all engine instances, eventually consistent.
 
-Each partition's owner keeps that partition's cumulative counts in a Faust table (durable by
-its changelog) and publishes changed counts to the compacted stats topic, keyed
-`<partition>|<stat key>`. Every instance mirrors that topic and sums over partitions, so the
-totals are exact once the topic is read, whoever owned which partition when."""
+Each partition's owner keeps that partition's cumulative counts in memory, continuing from the
+last value in the compacted stats topic (keyed `<partition>|<stat key>`), and publishes
+changed counts there every `SME_STATS_PUBLISH_SECONDS`. Every instance mirrors that topic and
+sums over partitions, so totals are exact once the topic is read, whoever owned which
+partition when (a crash loses at most one publish interval of counts)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class StatsBoard(Mapping[str, Counts]):
         self._per_partition[key] = new
         total = self._totals.get(stat_key, (0.0, 0.0))
         self._totals[stat_key] = (total[0] + new[0] - old[0], total[1] + new[1] - old[1])
+
+    def partition_counts(self, key: str) -> Counts:
+        """The last published counts of one `<partition>|<stat key>`."""
+        return self._per_partition.get(key, (0.0, 0.0))
 
     def __getitem__(self, key: str) -> Counts:
         return self._totals[key]
