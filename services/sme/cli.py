@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="create missing Kafka topics",
         description="Create the SME topics that do not exist yet.",
     )
+    from sme.simulator.cli import add_parser as add_simulate
+
+    add_simulate(sub)
     configs = sub.add_parser(
         "configs",
         help="publish configurations to the config topic",
@@ -131,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schemas":
         run_schemas(args.out)
         return 0
+    if args.command == "simulate":
+        from sme.simulator.cli import run as run_simulate
+
+        return run_simulate(args)
     try:
         settings = load_settings()
     except ValidationError as exc:

@@ -51,6 +51,7 @@ class Result:
     users: int
     tally: Tally
     core_calls: int
+    world_conversions: int  # hidden truth, for cross-checks only: never in the report
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -86,6 +87,7 @@ class _Sim:
         self.seq = 0
         self.tally = Tally()
         self.core_calls = 0
+        self.world_conversions = 0
         self.fatigue_ms = scenario.fatigue.window // MS
         self.users = [draw_user(scenario, i, f"sim{seed}-{i:06d}", self.rng) for i in range(users)]
         self.states = [UserState.new(self.workspace_id, u.user_id) for u in self.users]
@@ -153,6 +155,7 @@ class _Sim:
                     if user.converted:
                         continue  # one conversion per user
                     user.converted = True
+                    self.world_conversions += 1
                 event = self._event(user, now, *payload)
                 outcome = on_event(self.states[index], event, now, self.rng, self.ctx)
             self.core_calls += 1
@@ -255,6 +258,9 @@ class _Sim:
         self._push(opened, _FEEDBACK, index, ("opened", channel, cid))
         p_click = min(1.0, user.click_p[channel] * user.appeal.get(command.variant, 1.0))
         if rng.random() >= p_click:
+            if user.conversion_per_open > 0 and rng.random() < user.conversion_per_open:
+                converted = opened + MINUTE + int(rng.expovariate(1 / (60 * MINUTE)))
+                self._push(converted, _FEEDBACK, index, (CONVERSION_EVENT, channel, cid))
             return
         clicked = opened + 1_000 + int(rng.expovariate(1 / (model.click_delay_minutes * MINUTE)))
         self._push(clicked, _FEEDBACK, index, ("clicked", channel, cid))
@@ -271,4 +277,6 @@ def simulate(scenario: Scenario, *, days: float = 14, users: int = 20_000, seed:
         raise ValueError("days must be in (0, 365]")
     sim = _Sim(scenario, days, users, seed)
     sim.run()
-    return Result(scenario.name, seed, days, users, sim.tally, sim.core_calls)
+    return Result(
+        scenario.name, seed, days, users, sim.tally, sim.core_calls, sim.world_conversions
+    )

@@ -97,6 +97,9 @@ class Segment(_Strict):
         default_factory=dict, description="A channel not listed is never read (consent true)."
     )
     conversion_per_click: Prob
+    conversion_per_open: Prob = Field(
+        0.0, description="P(convert | opened and not clicked): view-through conversions."
+    )
     base_conversion: Prob = Field(
         description="P(converting within conversion_horizon days without any message)."
     )
@@ -246,6 +249,7 @@ class HiddenUser:
     open_p: dict[Channel, float]
     click_p: dict[Channel, float]
     conversion_per_click: float
+    conversion_per_open: float
     appeal: dict[str, float]
     base_hazard: float  # organic conversion hazard per millisecond
     signup_ms: int = 0
@@ -294,6 +298,7 @@ def draw_user(scenario: Scenario, index: int, user_id: str, rng: random.Random) 
         open_p=open_p,
         click_p=click_p,
         conversion_per_click=segment.conversion_per_click,
+        conversion_per_open=segment.conversion_per_open,
         appeal={**scenario.variant_appeal, **segment.variant_appeal},
         base_hazard=base_conversion_hazard(scenario, segment),
     )
