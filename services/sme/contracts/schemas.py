@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from sme.contracts.activities import Activity
 from sme.contracts.commands import Command
-from sme.contracts.dead_letters import DeadLetter
 from sme.contracts.config_records import SequenceRecord, WorkspaceRecord
+from sme.contracts.dead_letters import DeadLetter
 from sme.contracts.events import Event
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
 

@@ -18,9 +18,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sme.contracts.channels import Channel
 from sme.contracts.events import AttributeValue, EventType
@@ -36,9 +38,24 @@ Percent = Annotated[float, Field(ge=0, le=100)]
 
 def _bounded(value: timedelta, *, allow_zero: bool = True) -> timedelta:
     if value < timedelta(0) or value > MAX_DURATION or (not allow_zero and value == timedelta(0)):
-        low = "0" if allow_zero else "more than 0"
+        low = "at least 0" if allow_zero else "more than 0"
         raise ValueError(f"must be {low} and at most {MAX_DURATION.days} days")
     return value
+
+
+Loc = tuple[str | int, ...]
+
+
+def _field_errors(model: str, errors: list[tuple[Loc, str, object]]) -> ValidationError:
+    """Cross-field checks run on the whole model, but each error names the field to fix:
+    raised inside a validator, these locations nest under the model's own path."""
+    return ValidationError.from_exception_data(
+        model,
+        [
+            InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=value)
+            for loc, message, value in errors
+        ],
+    )
 
 
 class _Strict(BaseModel):
@@ -63,13 +80,23 @@ class AttributeFilter(_Strict):
 
     @model_validator(mode="after")
     def _one_test(self) -> AttributeFilter:
-        tests = sum(x is not None for x in (self.equals, self.one_of)) + (
-            self.min is not None or self.max is not None
-        )
-        if tests != 1:
-            raise ValueError("give exactly one of equals, one_of, or a min/max range")
+        given = [
+            name
+            for name, value in (("equals", self.equals), ("one_of", self.one_of), ("min", self.min))
+            if value is not None
+        ]
+        if self.max is not None and self.min is None:
+            given.append("max")
+        if len(given) != 1:
+            field = given[1] if given else "equals"
+            raise _field_errors(
+                "AttributeFilter",
+                [((field,), "give exactly one of equals, one_of, or a min/max range", None)],
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError("min must not exceed max")
+            raise _field_errors(
+                "AttributeFilter", [(("max",), "max must not be below min", self.max)]
+            )
         return self
 
 
@@ -132,7 +159,10 @@ class BranchRule(_Strict):
     @model_validator(mode="after")
     def _one_test(self) -> BranchRule:
         if (self.event_type is None) == (self.attribute is None):
-            raise ValueError("give exactly one of event_type or attribute")
+            field = "event_type" if self.event_type is None else "attribute"
+            raise _field_errors(
+                "BranchRule", [((field,), "give exactly one of event_type or attribute", None)]
+            )
         return self
 
 
@@ -157,15 +187,20 @@ class Step(_Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> Step:
+        errors: list[tuple[Loc, str, object]] = []
         if self.kind == "message":
-            if not self.template or not self.channels:
-                raise ValueError("a message step needs a template and at least one channel")
+            if not self.template:
+                errors.append((("template",), "a message step needs a template", None))
+            if not self.channels:
+                errors.append((("channels",), "a message step needs at least one channel", []))
+            elif len(set(self.channels)) != len(self.channels):
+                errors.append((("channels",), "channels must not repeat", self.channels))
             if self.branches:
-                raise ValueError("only branch steps have branches")
-            if len(set(self.channels)) != len(self.channels):
-                raise ValueError("channels must not repeat")
+                errors.append((("branches",), "only branch steps have branches", None))
         elif not self.branches:
-            raise ValueError("a branch step needs at least one branch rule")
+            errors.append((("branches",), "a branch step needs at least one branch rule", []))
+        if errors:
+            raise _field_errors("Step", errors)
         return self
 
 
@@ -224,10 +259,14 @@ class FrequencyCap(_Strict):
     @model_validator(mode="after")
     def _window(self) -> FrequencyCap:
         if (self.per is None) == (not self.calendar_day):
-            raise ValueError("give exactly one of per (a duration) or calendar_day: true")
-        if self.per is not None:
-            _bounded(self.per, allow_zero=False)
+            message = "give exactly one of per (a duration) or calendar_day: true"
+            raise _field_errors("FrequencyCap", [(("per",), message, None)])
         return self
+
+    @field_validator("per")
+    @classmethod
+    def _per(cls, v: timedelta | None) -> timedelta | None:
+        return None if v is None else _bounded(v, allow_zero=False)
 
 
 class QuietHours(_Strict):
@@ -239,7 +278,7 @@ class QuietHours(_Strict):
     @model_validator(mode="after")
     def _nonempty(self) -> QuietHours:
         if self.start == self.end:
-            raise ValueError("start and end must differ")
+            raise _field_errors("QuietHours", [(("end",), "start and end must differ", None)])
         return self
 
 
@@ -269,7 +308,8 @@ class Experiment(_Strict):
     @model_validator(mode="after")
     def _sum(self) -> Experiment:
         if self.holdout_pct + self.baseline_pct > 100:
-            raise ValueError("holdout_pct + baseline_pct must not exceed 100")
+            message = "holdout_pct + baseline_pct must not exceed 100"
+            raise _field_errors("Experiment", [(("baseline_pct",), message, self.baseline_pct)])
         return self
 
 
@@ -293,20 +333,28 @@ class SequenceConfig(_Strict):
 
     @model_validator(mode="after")
     def _graph(self) -> SequenceConfig:
-        index = {step.id: i for i, step in enumerate(self.steps)}
-        if len(index) != len(self.steps):
-            raise ValueError("step ids must be unique")
+        errors: list[tuple[Loc, str, object]] = []
+        index: dict[str, int] = {}
         for i, step in enumerate(self.steps):
-            targets = [rule.goto for rule in step.branches]
+            if step.id in index:
+                errors.append((("steps", i, "id"), "step ids must be unique", step.id))
+            index.setdefault(step.id, i)
+        for i, step in enumerate(self.steps):
+            targets: list[tuple[Loc, str]] = [
+                (("steps", i, "branches", j, "goto"), rule.goto)
+                for j, rule in enumerate(step.branches)
+            ]
             if step.wait_for is not None:
-                targets.append(step.wait_for.on_event)
-            for target in targets:
+                targets.append((("steps", i, "wait_for", "on_event"), step.wait_for.on_event))
+            for loc, target in targets:
                 if target in ("next", "exit"):
                     continue
                 if target not in index:
-                    raise ValueError(f"step {step.id}: goto {target!r} names no step")
-                if index[target] <= i:
-                    raise ValueError(f"step {step.id}: goto {target!r} must jump forward")
+                    errors.append((loc, f"goto {target!r} names no step", target))
+                elif index[target] <= i:
+                    errors.append((loc, f"goto {target!r} must jump forward", target))
+        if errors:
+            raise _field_errors("SequenceConfig", errors)
         return self
 
     def step_index(self, step_id: str) -> int | None:

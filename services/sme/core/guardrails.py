@@ -123,7 +123,7 @@ def evaluate(
                     dropped[channel.value] = budget_reason = Reason.CHANNEL_BUDGET
                     continue
             if rules.daily_cost_budget is not None:
-                cost = rules.cost_per_message.get(channel, 0.0)
+                cost = message_cost(levels, channel)
                 spent = ledger.get(budget_key(level.scope, day, "cost"), 0.0)
                 if (
                     spent + cost
@@ -153,14 +153,13 @@ def spend(
         if channel in rules.daily_send_budget:
             out.append((budget_key(level.scope, day, channel.value), 1.0))
         if rules.daily_cost_budget is not None:
-            out.append(
-                (budget_key(level.scope, day, "cost"), rules.cost_per_message.get(channel, 0.0))
-            )
+            out.append((budget_key(level.scope, day, "cost"), message_cost(levels, channel)))
     return tuple(out)
 
 
 def message_cost(levels: Sequence[Level], channel: Channel) -> float:
-    """Cost of one message: the sequence's price if set, else the workspace's."""
+    """Cost of one message: the sequence's price if set, else the workspace's. Every level's
+    cost budget counts this one price, the same that is reported on the command activity."""
     for level in levels:
         if channel in level.rules.cost_per_message:
             return level.rules.cost_per_message[channel]

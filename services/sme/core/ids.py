@@ -1,5 +1,5 @@
-"""Deterministic ids (a keyed BLAKE2b hash in UUID form, version 8): replays and retries produce the same ids, so senders and the
-ClickHouse sink can dedupe by construction."""
+"""Deterministic ids (a keyed BLAKE2b hash in UUID form, version 8): replays and retries
+produce the same ids, so senders and the ClickHouse sink can dedupe by construction."""
 
 from __future__ import annotations
 

@@ -21,6 +21,7 @@ from sme.contracts.events import Event
 from sme.contracts.reasons import Reason
 from sme.contracts.sequences import (
     AttributeFilter,
+    Guardrails,
     SequenceConfig,
     Status,
     Step,
@@ -50,6 +51,8 @@ FEEDBACK_TYPES = frozenset(
 REWARD_TYPES = frozenset({"clicked", "converted"})
 ENGAGEMENT_TYPES = frozenset({"opened", "clicked", "converted"})
 TOUCH_RETENTION = timedelta(days=400)
+CALENDAR_DAY_SPAN = timedelta(days=2)
+"""Covers any local calendar day (at most 25 hours) that contains `now`."""
 MAX_HOUR_COUNT = 1000
 
 
@@ -590,8 +593,41 @@ class _Run:
 
     def _remember(self, touch: Touch) -> None:
         horizon = self.now_ms - TOUCH_RETENTION // MS
-        kept = [t for t in self.state.touches if t.at_ms >= horizon]
-        self.state = replace(self.state, touches=(*kept, touch)[-MAX_TOUCHES:])
+        touches = (*(t for t in self.state.touches if t.at_ms >= horizon), touch)
+        if len(touches) > MAX_TOUCHES:
+            touches = self._still_needed(touches)
+        self.state = replace(self.state, touches=touches)
+
+    def _still_needed(self, touches: tuple[Touch, ...]) -> tuple[Touch, ...]:
+        """The latest MAX_TOUCHES touches plus every older send a guardrail still counts.
+        Other sequences' sends and holdout suppressions can push a sequence's own sends out of
+        the latest, so each cap keeps its last `max` sends in its window, each gap its last."""
+        keep = set(range(len(touches) - MAX_TOUCHES, len(touches)))
+        every: list[int] = []
+        by_config: dict[str, list[int]] = {}
+        for i, t in enumerate(touches):
+            if t.channel is not None:
+                every.append(i)
+                by_config.setdefault(t.config_id, []).append(i)
+        levels: list[tuple[Guardrails, list[int]]] = [
+            (config.guardrails, sends)
+            for config_id, sends in by_config.items()
+            if (config := self.ctx.configs.get(config_id)) is not None
+        ]
+        if self.ctx.workspace is not None:
+            levels.append((self.ctx.workspace.guardrails, every))
+        for rules, sends in levels:
+            if rules.min_gap is not None:
+                keep.update(sends[-1:])
+            for cap in rules.frequency_caps:
+                since = self.now_ms - (cap.per or CALENDAR_DAY_SPAN) // MS
+                counted = [
+                    i
+                    for i in sends
+                    if touches[i].at_ms > since and cap.channel in (None, touches[i].channel)
+                ]
+                keep.update(counted[-cap.max :])
+        return tuple(t for i, t in enumerate(touches) if i in keep)
 
     def _last_touch(self, config_id: str) -> Touch | None:
         return next((t for t in reversed(self.state.touches) if t.config_id == config_id), None)

@@ -17,7 +17,8 @@ from sme.core.timeutil import from_ms, opt_from_ms, opt_to_ms, to_ms
 DEDUPE_WINDOW = 32
 """How many recent event ids (hashed) per user are remembered to drop producer retries."""
 MAX_TOUCHES = MAX_CAP
-"""Sends remembered per user: enough for every frequency cap, min gap and attribution."""
+"""Latest touches remembered per user; older sends are kept only while a frequency cap or a
+minimum gap of the workspace still counts them (bounded by the caps' `max`)."""
 MAX_ENROLLMENTS = 16
 MAX_PAST = 32
 MAX_SEEN = 8
