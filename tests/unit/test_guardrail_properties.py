@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,6 +58,8 @@ EVENT_KINDS = [
     "consent",
     "tick",
 ]
+# Passing runs take seconds; shrinking a counterexample (whole simulations) can take minutes.
+pytestmark = pytest.mark.timeout(900)
 SETTINGS = settings(
     max_examples=140,
     deadline=None,
