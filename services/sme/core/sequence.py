@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,8 +27,10 @@ from sme.contracts.sequences import (
     Step,
     WorkspaceSettings,
 )
+from sme.contracts.trusted import trusted
 from sme.core import guardrails, policy
 from sme.core.arms import assign_arm
+from sme.core.evolve import evolve
 from sme.core.guardrails import Ledger, Level
 from sme.core.ids import stable_id
 from sme.core.stats import StatDelta, StatsView, context_group, deltas
@@ -151,13 +153,13 @@ class _Run:
             hours[hour] = hours.get(hour, 0) + 1
             if hours[hour] > MAX_HOUR_COUNT:  # keep counts bounded, shape intact
                 hours = {h: n // 2 for h, n in hours.items() if n // 2}
-            state = replace(state, hours=hours)
+            state = evolve(state, hours=hours)
         self.state = state
         if touch is not None and event.type in REWARD_TYPES:
             self._reward(touch)
         if event.type == "unsubscribed" and channel is not None:
             consent = {**self.state.profile.consent, channel: False}
-            self.state = replace(self.state, profile=replace(self.state.profile, consent=consent))
+            self.state = evolve(self.state, profile=evolve(self.state.profile, consent=consent))
             self.add(
                 self._activity(
                     ActivityType.CONSENT_REVOKED,
@@ -180,15 +182,21 @@ class _Run:
             return next((t for t in reversed(touches) if t.channel == event.channel), None)
         return None
 
+    def _named_touch(self, event: Event) -> Touch | None:
+        if not event.command_id:
+            return None
+        short = short_command_id(event.command_id)
+        return next((t for t in reversed(self.state.touches) if t.command == short), None)
+
     def _reward(self, touch: Touch) -> None:
         """Credit a message's success once: user affinity and population statistics."""
         if touch.rewarded or touch.channel is None:
             return
-        touches = tuple(replace(t, rewarded=True) if t is touch else t for t in self.state.touches)
+        touches = tuple(evolve(t, rewarded=True) if t is touch else t for t in self.state.touches)
         affinity = dict(self.state.affinity)
         sent, engaged = affinity.get(touch.channel, (0, 0))
         affinity[touch.channel] = (sent, min(engaged + 1, sent))
-        self.state = replace(self.state, touches=touches, affinity=affinity)
+        self.state = evolve(self.state, touches=touches, affinity=affinity)
         self.stat_deltas.extend(
             deltas(
                 touch.config_id,
@@ -236,11 +244,14 @@ class _Run:
                     seq=past.seq,
                 )
             )
-            self.state = replace(
-                self.state, past={**self.state.past, config.id: replace(past, converted=True)}
+            self.state = evolve(
+                self.state, past={**self.state.past, config.id: evolve(past, converted=True)}
             )
-            if touch is not None:
-                self._reward(touch)
+            # Reward the message the conversion names, else the last touch in the window.
+            named = self._named_touch(event)
+            credited = named if named is not None and named.config_id == config.id else touch
+            if credited is not None:
+                self._reward(credited)
             if enrollment is not None:
                 self._exit(enrollment, config, Reason.GOAL_REACHED)
 
@@ -319,7 +330,7 @@ class _Run:
         if len(pasts) > MAX_PAST:
             oldest = min(pasts, key=lambda k: pasts[k].enrolled_ms)
             del pasts[oldest]
-        self.state = replace(self.state, past=pasts).with_enrollment(enrollment)
+        self.state = evolve(self.state, past=pasts).with_enrollment(enrollment)
         info = {"arm": arm, "step_id": first.id}
         self.add(
             self._activity(
@@ -423,10 +434,10 @@ class _Run:
                     {"channel": verdict.channels[0].value},
                 )
             )
-            enrollment = replace(enrollment, sent=enrollment.sent + 1)  # walk the steps like a send
+            enrollment = evolve(enrollment, sent=enrollment.sent + 1)  # walk the steps like a send
             self._put(enrollment)
             return self._jump(enrollment, config, "next", None)
-        if enrollment.arm is Arm.ADAPTIVE and enrollment.deferrals == 0:
+        if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed:
             quiet = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours is not None]
             best = policy.best_send_time(
                 self.now, self.tz, self.state.hours, config.adaptive.send_time, quiet
@@ -494,14 +505,14 @@ class _Run:
         affinity = dict(self.state.affinity)
         sent, engaged = affinity.get(channel, (0, 0))
         affinity[channel] = (sent + 1, engaged)
-        self.state = replace(self.state, affinity=affinity)
+        self.state = evolve(self.state, affinity=affinity)
         self.stat_deltas.extend(
             deltas(config.id, step.id, channel.value, variant_choice.value, group, 1, 0)
         )
         for key, amount in guardrails.spend(levels, channel, self.now):
             self.ledger_deltas.append((key, amount))
             self._ledger_pending[key] = self._ledger_pending.get(key, 0.0) + amount
-        enrollment = replace(enrollment, sent=enrollment.sent + 1)
+        enrollment = evolve(enrollment, sent=enrollment.sent + 1)
         self._put(enrollment)
         return self._jump(enrollment, config, "next", None)
 
@@ -519,20 +530,23 @@ class _Run:
     def _command(
         self, e: Enrollment, config: SequenceConfig, step: Step, channel: Channel, variant: str
     ) -> Command:
-        return Command.model_construct(
-            command_id=stable_id(
-                "command", config.workspace_id, config.id, self.state.user_id, e.seq, step.id
-            ),
-            workspace_id=config.workspace_id,
-            config_id=config.id,
-            config_version=config.version,
-            user_id=self.state.user_id,
-            step_id=step.id,
-            channel=channel,
-            template=step.template or "",
-            variant=variant,
-            arm=e.arm,
-            decided_at=self.now,
+        return trusted(
+            Command,
+            {
+                "command_id": stable_id(
+                    "command", config.workspace_id, config.id, self.state.user_id, e.seq, step.id
+                ),
+                "workspace_id": config.workspace_id,
+                "config_id": config.id,
+                "config_version": config.version,
+                "user_id": self.state.user_id,
+                "step_id": step.id,
+                "channel": channel,
+                "template": step.template or "",
+                "variant": variant,
+                "arm": e.arm,
+                "decided_at": self.now,
+            },
         )
 
     # --- transitions ------------------------------------------------------------------------
@@ -551,19 +565,21 @@ class _Run:
             return False
         step = config.steps[index]
         self._put(
-            replace(
+            evolve(
                 enrollment,
                 step=index,
                 step_id=step.id,
                 step_ms=self.now_ms,
                 seen=(),
                 deferrals=0,
+                timed=False,
                 due_ms=_due_ms(step, enrollment.enrolled_ms, self.now_ms),
             )
         )
         return True
 
     def _defer(self, enrollment: Enrollment, until: datetime, reason: Reason | None) -> None:
+        """Wait until `until`; send-time optimisation is applied at most once per step."""
         self.add(
             self._step_activity(
                 ActivityType.STEP_DEFERRED,
@@ -573,10 +589,11 @@ class _Run:
             )
         )
         self._put(
-            replace(
+            evolve(
                 enrollment,
                 due_ms=max(to_ms(until), self.now_ms + 1),
                 deferrals=enrollment.deferrals + 1,
+                timed=enrollment.timed or reason is Reason.SEND_TIME_OPTIMISED,
             )
         )
 
@@ -596,7 +613,7 @@ class _Run:
         touches = (*(t for t in self.state.touches if t.at_ms >= horizon), touch)
         if len(touches) > MAX_TOUCHES:
             touches = self._still_needed(touches)
-        self.state = replace(self.state, touches=touches)
+        self.state = evolve(self.state, touches=touches)
 
     def _still_needed(self, touches: tuple[Touch, ...]) -> tuple[Touch, ...]:
         """The latest MAX_TOUCHES touches plus every older send a guardrail still counts.
@@ -702,7 +719,7 @@ class _Run:
             values.update(event_id=event.event_id, event_type=event.type)
             if event.command_id and not values["command_id"]:
                 values["command_id"] = event.command_id
-        return Activity.model_construct(**values)
+        return trusted(Activity, values)
 
 
 class _LedgerView(Mapping[str, float]):
@@ -722,24 +739,27 @@ class _LedgerView(Mapping[str, float]):
 
 
 def _event_activity(event: Event, kind: ActivityType) -> Activity:
-    return Activity.model_construct(
-        activity_id=stable_id("activity", kind.value, event.workspace_id, event.event_id),
-        type=kind,
-        workspace_id=event.workspace_id,
-        user_id=event.user_id,
-        occurred_at=event.occurred_at,
-        config_id="",
-        config_version=0,
-        step_id="",
-        channel=event.channel,
-        arm=None,
-        command_id=event.command_id or "",
-        event_id=event.event_id,
-        event_type=event.type,
-        reason_code="",
-        value=0.0,
-        cost=0.0,
-        details={},
+    return trusted(
+        Activity,
+        {
+            "activity_id": stable_id("activity", kind.value, event.workspace_id, event.event_id),
+            "type": kind,
+            "workspace_id": event.workspace_id,
+            "user_id": event.user_id,
+            "occurred_at": event.occurred_at,
+            "config_id": "",
+            "config_version": 0,
+            "step_id": "",
+            "channel": event.channel,
+            "arm": None,
+            "command_id": event.command_id or "",
+            "event_id": event.event_id,
+            "event_type": event.type,
+            "reason_code": "",
+            "value": 0.0,
+            "cost": 0.0,
+            "details": {},
+        },
     )
 
 
@@ -776,7 +796,7 @@ def _remap(enrollment: Enrollment, config: SequenceConfig) -> Enrollment | None:
         index = enrollment.step
         if index >= len(config.steps):
             return None
-    return replace(enrollment, version=config.version, step=index, step_id=config.steps[index].id)
+    return evolve(enrollment, version=config.version, step=index, step_id=config.steps[index].id)
 
 
 def _watched_types(config: SequenceConfig) -> set[str]:
@@ -793,7 +813,7 @@ def _watched_types(config: SequenceConfig) -> set[str]:
 def _see(enrollment: Enrollment, event_type: str) -> Enrollment:
     if event_type in enrollment.seen:
         return enrollment
-    return replace(enrollment, seen=(*enrollment.seen, event_type)[-MAX_SEEN:])
+    return evolve(enrollment, seen=(*enrollment.seen, event_type)[-MAX_SEEN:])
 
 
 def _condition_holds(step: Step, enrollment: Enrollment, state: UserState) -> bool:

@@ -4,7 +4,7 @@ every collection bounded. Stored as compact JSON (short keys, epoch milliseconds
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +12,7 @@ from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm
 from sme.contracts.events import AttributeValue, Event
 from sme.contracts.sequences import MAX_CAP
+from sme.core.evolve import evolve
 from sme.core.timeutil import from_ms, opt_from_ms, opt_to_ms, to_ms
 
 DEDUPE_WINDOW = 32
@@ -81,7 +82,8 @@ class Enrollment:
     due_ms: int
     sent: int = 0
     seen: tuple[str, ...] = ()  # event types seen since the step started
-    deferrals: int = 0  # deferrals at this step (send-time optimisation applies once)
+    deferrals: int = 0  # deferrals at this step (part of the deferral activity ids)
+    timed: bool = False  # send-time optimisation already applied at this step
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +113,7 @@ class UserState:
         last = self.last_event_at
         if last is None or event.occurred_at > last:
             last = event.occurred_at.astimezone(UTC)
-        return replace(
+        return evolve(
             self,
             profile=merge_profile(self.profile, event),
             recent_events=ids,
@@ -127,10 +129,10 @@ class UserState:
 
     def with_enrollment(self, enrollment: Enrollment) -> UserState:
         others = tuple(e for e in self.enrollments if e.config_id != enrollment.config_id)
-        return replace(self, enrollments=(*others, enrollment))
+        return evolve(self, enrollments=(*others, enrollment))
 
     def without_enrollment(self, config_id: str) -> UserState:
-        return replace(
+        return evolve(
             self, enrollments=tuple(e for e in self.enrollments if e.config_id != config_id)
         )
 
@@ -216,6 +218,7 @@ def _enrollment_row(e: Enrollment) -> list[Any]:
         e.sent,
         list(e.seen),
         e.deferrals,
+        int(e.timed),
     ]
 
 
@@ -233,6 +236,7 @@ def _enrollment_from(r: list[Any]) -> Enrollment:
         int(r[9]),
         tuple(r[10]),
         int(r[11]),
+        bool(r[12]) if len(r) > 12 else False,
     )
 
 
