@@ -50,8 +50,9 @@ test-integration: install kafka-start
 test-e2e: install kafka-start
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
-bench: install ## benchmarks: writes bench/results/latest.json (see BENCHMARKS.md)
-	$(BIN)/python bench/core_bench.py
+bench: install kafka-start ## benchmarks: writes bench/results/latest.json (see BENCHMARKS.md)
+	$(BIN)/python bench/core_bench.py --users 20000
+	$(BIN)/python bench/engine_bench.py --users 3000 --wait 20
 
 schemas: install ## regenerate schemas/*.schema.json from the pydantic models
 	$(BIN)/sme schemas
