@@ -32,6 +32,7 @@ class ActivityType(StrEnum):
     FEEDBACK = "feedback"
     CONSENT_REVOKED = "consent_revoked"
     CONVERSION = "conversion"
+    CONFIG_CHANGED = "config_changed"
 
 
 class Activity(BaseModel):

@@ -361,12 +361,21 @@ class SequenceConfig(_Strict):
         return next((i for i, s in enumerate(self.steps) if s.id == step_id), None)
 
 
+class KillSwitch(_Strict):
+    """Engaged: every sequence of the workspace is paused; `paused_configs` are the ones the
+    switch paused (ACTIVE before), which releasing it resumes."""
+
+    engaged: bool = False
+    paused_configs: list[str] = Field(default_factory=list, max_length=10_000)
+
+
 class WorkspaceSettings(_Strict):
     """Guardrails across all of a workspace's sequences; a send must satisfy both levels."""
 
     workspace_id: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     default_timezone: str = "UTC"
     guardrails: Guardrails = Guardrails()
+    kill_switch: KillSwitch = KillSwitch()
     version: int = Field(1, ge=1)
     updated_at: datetime | None = None
 

@@ -24,6 +24,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from sme.config_mirror import ConfigRegistry, TopicMirror
 from sme.contracts.dead_letters import FieldError, RejectReason, SourcePosition
 from sme.contracts.sequences import SequenceConfig, Status
 from sme.core import sequence
@@ -31,7 +32,6 @@ from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activi
 from sme.core.timeutil import to_ms
 from sme.core.user_state import UserState, state_key
 from sme.engine.metrics import EngineMetrics
-from sme.engine.registry import ConfigRegistry, TopicMirror
 from sme.engine.stats_board import StatsBoard
 from sme.engine.timers import DueIndex
 from sme.settings import Settings

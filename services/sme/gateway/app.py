@@ -9,14 +9,22 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Annotated
+from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from sme.config_mirror import ConfigRegistry, TopicMirror
 from sme.contracts.activities import ActivityType
+from sme.gateway.config_service import (
+    ConfigConflictError,
+    ConfigNotFoundError,
+    ConfigService,
+    InvalidConfigError,
+)
+from sme.gateway.configs_api import router as configs_router
 from sme.gateway.dashboard import render_placeholder
 from sme.gateway.metrics import GatewayMetrics
 from sme.gateway.sink import ActivitySink
@@ -28,6 +36,7 @@ from sme.topics import ensure_topics
 log = logging.getLogger(__name__)
 API = "/api/v1/035-sequential-messaging-engine"
 MAX_PAGE = 1000
+MAX_BODY = 1024 * 1024
 
 
 @dataclass
@@ -38,6 +47,9 @@ class GatewayState:
     sink: ActivitySink
     sink_task: asyncio.Task[None]
     metrics: GatewayMetrics
+    configs: ConfigService
+    config_mirror: TopicMirror
+    config_task: asyncio.Task[None]
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
@@ -54,18 +66,56 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await producer.start()
             sink = ActivitySink(settings, store, producer, metrics)
             task = asyncio.create_task(sink.run(), name="activity-sink")
-            task.add_done_callback(_report_sink_exit)
-            app.state.gw = GatewayState(settings, store, producer, sink, task, metrics)
+            task.add_done_callback(_report_task_exit)
+            registry = ConfigRegistry()
+            mirror = TopicMirror(
+                settings.kafka_bootstrap_servers, settings.topic_configs, registry.apply
+            )
+            mirror_task = asyncio.create_task(mirror.run(), name="config-mirror")
+            mirror_task.add_done_callback(_report_task_exit)
+            app.state.gw = GatewayState(
+                settings,
+                store,
+                producer,
+                sink,
+                task,
+                metrics,
+                ConfigService(settings, registry, producer),
+                mirror,
+                mirror_task,
+            )
             yield
         finally:
             if hasattr(app.state, "gw"):
-                app.state.gw.sink_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await app.state.gw.sink_task
+                for background in (app.state.gw.sink_task, app.state.gw.config_task):
+                    background.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await background
             await producer.stop()
             await store.aclose()
 
     app = FastAPI(title="Sequential Messaging Engine", version="0.1.0", lifespan=lifespan)
+    app.include_router(configs_router)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY:
+            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, 413)
+        response: Response = await call_next(request)
+        return response
+
+    @app.exception_handler(InvalidConfigError)
+    async def invalid(_: Request, exc: InvalidConfigError) -> JSONResponse:
+        return JSONResponse({"detail": exc.errors}, 422)
+
+    @app.exception_handler(ConfigConflictError)
+    async def conflict(_: Request, exc: ConfigConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 409)
+
+    @app.exception_handler(ConfigNotFoundError)
+    async def not_found(_: Request, exc: ConfigNotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": f"no configuration {exc}"}, 404)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -77,6 +127,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         checks = {
             "clickhouse": await gw.store.ping(),
             "kafka": gw.sink.started.is_set() and not gw.sink_task.done(),
+            "configs": gw.config_mirror.caught_up.is_set() and not gw.config_task.done(),
         }
         return JSONResponse(
             {"ready": all(checks.values()), "checks": checks}, 200 if all(checks.values()) else 503
@@ -130,6 +181,6 @@ def _utc(moment: datetime | date | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _report_sink_exit(task: asyncio.Task[None]) -> None:
+def _report_task_exit(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("activity sink stopped: %r", task.exception())
+        log.error("%s stopped: %r", task.get_name(), task.exception())

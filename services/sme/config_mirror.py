@@ -1,6 +1,6 @@
-"""Configurations as the engine sees them: every record of the compacted config topic,
-materialised in memory by a plain reader (not a Faust GlobalTable: open multi-worker bugs).
-Every engine instance reads the whole topic, so a pause reaches all of them."""
+"""Configurations as the engine and the gateway see them: every record of the compacted
+config topic, materialised in memory by a plain reader (not a Faust GlobalTable: open
+multi-worker bugs). Every instance reads the whole topic, so a pause reaches all of them."""
 
 from __future__ import annotations
 
@@ -63,6 +63,9 @@ class ConfigRegistry:
             self._by_workspace.setdefault(config.workspace_id, {})[config_id] = config
         for listener in self._listeners:
             listener(old, config)
+
+    def all_configs(self) -> list[SequenceConfig]:
+        return list(self._configs.values())
 
     def configs_for(self, workspace_id: str) -> MappingProxyType[str, SequenceConfig]:
         return MappingProxyType(self._by_workspace.get(workspace_id, {}))

@@ -1,0 +1,274 @@
+"""Configuration writes: validate, version, publish to the compacted config topic (returning
+only after the broker acknowledged), apply locally so a read on this gateway sees the write at
+once, and record every change as an activity (who, what, old and new version)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaProducer
+from pydantic import ValidationError
+
+from sme.config_mirror import ConfigRegistry
+from sme.contracts.activities import Activity, ActivityType
+from sme.contracts.config_records import SequenceRecord, WorkspaceRecord, record_key
+from sme.contracts.sequences import KillSwitch, SequenceConfig, Status, WorkspaceSettings
+from sme.core.ids import stable_id
+from sme.errors import SmeError
+from sme.settings import Settings
+
+SERVER_FIELDS = ("id", "version", "created_at", "updated_at")
+IMMUTABLE = ("id", "workspace_id", "created_at")
+
+
+class ConfigConflictError(SmeError):
+    """A write against a stale version, or a change to a STOPPED configuration (final)."""
+
+
+class ConfigNotFoundError(SmeError):
+    pass
+
+
+class InvalidConfigError(SmeError):
+    """Carries pydantic's field-level errors, with locations relative to the request body."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("invalid configuration")
+        self.errors = errors
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge recursively, null deletes, anything else
+    replaces."""
+    if not isinstance(patch, Mapping):
+        return patch
+    result = dict(target) if isinstance(target, Mapping) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+M = TypeVar("M", SequenceConfig, WorkspaceSettings)
+
+
+def _validated(model: type[M], document: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidConfigError(field_errors(exc)) from exc
+
+
+def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic errors as FastAPI reports them: locations start at the request body."""
+    out: list[dict[str, Any]] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        out.append({"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]})
+    return out
+
+
+class ConfigService:
+    def __init__(
+        self, settings: Settings, registry: ConfigRegistry, producer: AIOKafkaProducer
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.producer = producer
+
+    # --- sequences ----------------------------------------------------------------------
+    async def create(self, body: dict[str, Any], actor: str) -> SequenceConfig:
+        now = datetime.now(UTC)
+        supplied = sorted(set(body) & set(SERVER_FIELDS))
+        if supplied:
+            raise InvalidConfigError(
+                [
+                    {"loc": ["body", f], "msg": "set by the server", "type": "server_field"}
+                    for f in supplied
+                ]
+            )
+        document = {
+            **body,
+            "id": str(uuid.uuid4()),
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+        }
+        document.setdefault("status", Status.ACTIVE.value)
+        config = _validated(SequenceConfig, document)
+        await self._publish(SequenceRecord(config=config))
+        await self._log_change(config.workspace_id, config.id, actor, None, config, ["*"])
+        return config
+
+    def get(self, config_id: str, workspace_id: str | None = None) -> SequenceConfig:
+        config = self.registry.get(config_id)
+        if config is None or (workspace_id is not None and config.workspace_id != workspace_id):
+            raise ConfigNotFoundError(config_id)
+        return config
+
+    def list_configs(
+        self, workspace_id: str, limit: int, after: str | None
+    ) -> tuple[list[SequenceConfig], str | None]:
+        ordered = sorted(self.registry.configs_for(workspace_id).values(), key=lambda c: c.id)
+        if after is not None:
+            ordered = [c for c in ordered if c.id > after]
+        page = ordered[:limit]
+        return page, page[-1].id if len(ordered) > limit else None
+
+    async def patch(
+        self,
+        config_id: str,
+        patch: dict[str, Any],
+        expected_version: int | None,
+        actor: str,
+        workspace_id: str | None = None,
+    ) -> SequenceConfig:
+        current = self.get(config_id, workspace_id)
+        if "version" in patch:
+            body_version = patch.pop("version")
+            if expected_version is None and isinstance(body_version, int):
+                expected_version = body_version
+        if expected_version is not None and expected_version != current.version:
+            raise ConfigConflictError(
+                f"version {expected_version} is stale; the current version is {current.version}"
+            )
+        if current.status is Status.STOPPED:
+            raise ConfigConflictError("a STOPPED configuration is final")
+        for field in IMMUTABLE:
+            if field in patch:
+                raise InvalidConfigError(
+                    [{"loc": ["body", field], "msg": "cannot be changed", "type": "immutable"}]
+                )
+        document = merge_patch(current.model_dump(mode="json"), patch)
+        document.update(version=current.version + 1, updated_at=datetime.now(UTC).isoformat())
+        config = _validated(SequenceConfig, document)
+        await self._publish(SequenceRecord(config=config))
+        await self._log_change(
+            config.workspace_id, config.id, actor, current, config, sorted(patch)
+        )
+        return config
+
+    async def stop(self, config_id: str, actor: str, workspace_id: str | None = None) -> None:
+        current = self.get(config_id, workspace_id)
+        if current.status is Status.STOPPED:
+            return
+        await self.patch(config_id, {"status": Status.STOPPED.value}, None, actor, workspace_id)
+
+    # --- workspaces -----------------------------------------------------------------------
+    def workspace(self, workspace_id: str) -> WorkspaceSettings:
+        return self.registry.workspace(workspace_id) or WorkspaceSettings(workspace_id=workspace_id)
+
+    async def put_workspace(
+        self, workspace_id: str, body: dict[str, Any], actor: str
+    ) -> WorkspaceSettings:
+        current = self.registry.workspace(workspace_id)
+        if "kill_switch" in body:
+            raise InvalidConfigError(
+                [
+                    {
+                        "loc": ["body", "kill_switch"],
+                        "msg": "use the kill-switch endpoint",
+                        "type": "read_only",
+                    }
+                ]
+            )
+        document = {
+            **body,
+            "workspace_id": workspace_id,
+            "version": (current.version + 1) if current else 1,
+            "updated_at": datetime.now(UTC),
+            "kill_switch": (current.kill_switch if current else KillSwitch()).model_dump(),
+        }
+        settings = _validated(WorkspaceSettings, document)
+        await self._publish(WorkspaceRecord(settings=settings))
+        await self._log_change(workspace_id, "", actor, current, settings, ["workspace_settings"])
+        return settings
+
+    async def kill_switch(self, workspace_id: str, engaged: bool, actor: str) -> WorkspaceSettings:
+        """Engage: pause every ACTIVE sequence of the workspace and remember which; release:
+        resume exactly those (a sequence paused by hand stays paused)."""
+        current = self.workspace(workspace_id)
+        if current.kill_switch.engaged == engaged:
+            return current
+        if engaged:
+            active = [
+                c
+                for c in self.registry.configs_for(workspace_id).values()
+                if c.status is Status.ACTIVE
+            ]
+            switch = KillSwitch(engaged=True, paused_configs=sorted(c.id for c in active))
+            await self._save_switch(current, switch, actor)
+            for config in active:
+                await self.patch(
+                    config.id, {"status": Status.PAUSED.value}, None, f"{actor} (kill switch)"
+                )
+        else:
+            for config_id in current.kill_switch.paused_configs:
+                paused = self.registry.get(config_id)
+                if paused is not None and paused.status is Status.PAUSED:
+                    await self.patch(
+                        config_id, {"status": Status.ACTIVE.value}, None, f"{actor} (kill switch)"
+                    )
+            await self._save_switch(current, KillSwitch(), actor)
+        return self.workspace(workspace_id)
+
+    async def _save_switch(
+        self, current: WorkspaceSettings, switch: KillSwitch, actor: str
+    ) -> None:
+        settings = current.model_copy(
+            update={
+                "kill_switch": switch,
+                "version": current.version + 1,
+                "updated_at": datetime.now(UTC),
+            }
+        )
+        await self._publish(WorkspaceRecord(settings=settings))
+        await self._log_change(current.workspace_id, "", actor, current, settings, ["kill_switch"])
+
+    # --- plumbing -------------------------------------------------------------------------
+    async def _publish(self, record: SequenceRecord | WorkspaceRecord) -> None:
+        key, value = record_key(record), record.model_dump_json().encode()
+        await self.producer.send_and_wait(self.settings.topic_configs, value, key=key.encode())
+        self.registry.apply(key, value)
+
+    async def _log_change(
+        self,
+        workspace_id: str,
+        config_id: str,
+        actor: str,
+        old: SequenceConfig | WorkspaceSettings | None,
+        new: SequenceConfig | WorkspaceSettings,
+        changed: list[str],
+    ) -> None:
+        now = datetime.now(UTC)
+        activity = Activity(
+            activity_id=stable_id(
+                "activity",
+                "config_changed",
+                workspace_id,
+                config_id,
+                new.version,
+                ",".join(changed),
+            ),
+            type=ActivityType.CONFIG_CHANGED,
+            workspace_id=workspace_id,
+            occurred_at=now,
+            config_id=config_id,
+            config_version=new.version,
+            details={
+                "actor": actor,
+                "changed": changed,
+                "old_version": old.version if old else None,
+                "new_version": new.version,
+                "status": getattr(new, "status", None),
+            },
+        )
+        await self.producer.send_and_wait(
+            self.settings.topic_activities,
+            activity.model_dump_json().encode(),
+            key=workspace_id.encode(),
+        )

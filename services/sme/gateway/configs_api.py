@@ -1,0 +1,118 @@
+"""The spec's configuration endpoints, workspace settings and the kill switch."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
+from pydantic import BaseModel, ConfigDict
+
+from sme.gateway.config_service import ConfigService
+
+API = "/api/v1/035-sequential-messaging-engine"
+MAX_LIST = 1000
+router = APIRouter()
+
+
+class KillSwitchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    engaged: bool
+
+
+def _service(request: Request) -> ConfigService:
+    service: ConfigService = request.app.state.gw.configs
+    return service
+
+
+def _actor(request: Request) -> str:
+    """Who made a change: the API key's id once keys exist; until then, local use."""
+    return str(getattr(request.state, "key_id", "local"))
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    token = value.strip().removeprefix("W/").strip('"')
+    if not token.isdigit():
+        raise HTTPException(
+            422,
+            [
+                {
+                    "loc": ["header", "If-Match"],
+                    "msg": "must be a version number",
+                    "type": "value_error",
+                }
+            ],
+        )
+    return int(token)
+
+
+@router.post(API, status_code=201, tags=["configurations"])
+async def create_config(
+    request: Request, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """Create and activate a sequence (201; the body has the server-assigned id and version)."""
+    config = await _service(request).create(body, _actor(request))
+    return config.model_dump(mode="json")
+
+
+@router.get(API, tags=["configurations"])
+async def list_configs(
+    request: Request,
+    workspace_id: str,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    items, next_cursor = _service(request).list_configs(workspace_id, limit, cursor)
+    return {"items": [c.model_dump(mode="json") for c in items], "next_cursor": next_cursor}
+
+
+@router.get(f"{API}/{{config_id}}", tags=["configurations"])
+async def get_config(request: Request, config_id: str, response: Response) -> dict[str, Any]:
+    config = _service(request).get(config_id)
+    response.headers["ETag"] = f'"{config.version}"'
+    return config.model_dump(mode="json")
+
+
+@router.patch(f"{API}/{{config_id}}", tags=["configurations"])
+async def patch_config(
+    request: Request,
+    config_id: str,
+    body: Annotated[dict[str, Any], Body()],
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> dict[str, Any]:
+    """JSON merge patch; bumps the version. `If-Match` (or body `version`) must name the
+    current version (409 otherwise). Status changes pause, resume and stop."""
+    config = await _service(request).patch(config_id, body, _if_match(if_match), _actor(request))
+    response.headers["ETag"] = f'"{config.version}"'
+    return config.model_dump(mode="json")
+
+
+@router.delete(f"{API}/{{config_id}}", status_code=204, tags=["configurations"])
+async def delete_config(request: Request, config_id: str) -> Response:
+    """Deactivate: the sequence becomes STOPPED (final) and stays for reporting."""
+    await _service(request).stop(config_id, _actor(request))
+    return Response(status_code=204)
+
+
+@router.get("/api/v1/workspaces/{workspace_id}/settings", tags=["workspaces"])
+async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
+    return _service(request).workspace(workspace_id).model_dump(mode="json")
+
+
+@router.put("/api/v1/workspaces/{workspace_id}/settings", tags=["workspaces"])
+async def put_workspace(
+    request: Request, workspace_id: str, body: Annotated[dict[str, Any], Body()]
+) -> dict[str, Any]:
+    """Workspace-wide guardrails, default time zone; every sequence must satisfy them too."""
+    settings = await _service(request).put_workspace(workspace_id, body, _actor(request))
+    return settings.model_dump(mode="json")
+
+
+@router.put("/api/v1/workspaces/{workspace_id}/kill-switch", tags=["workspaces"])
+async def kill_switch(request: Request, workspace_id: str, body: KillSwitchBody) -> dict[str, Any]:
+    """Engaged: every ACTIVE sequence of the workspace is paused at once; released: exactly
+    those are resumed."""
+    settings = await _service(request).kill_switch(workspace_id, body.engaged, _actor(request))
+    return settings.kill_switch.model_dump(mode="json")
