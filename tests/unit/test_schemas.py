@@ -162,3 +162,10 @@ def test_a_structurally_invalid_event_is_rejected_by_both_model_and_schema(
     with pytest.raises(ValidationError):
         Event.model_validate(broken)
     assert list(event_validator().iter_errors(broken)) != []
+
+
+def test_the_exported_openapi_document_matches_the_gateway() -> None:
+    from sme.contracts.schemas import render_openapi
+
+    exported = (SCHEMA_DIR / "openapi.json").read_text(encoding="utf-8")
+    assert exported == render_openapi(), "schemas/openapi.json drifted: run `sme schemas`"

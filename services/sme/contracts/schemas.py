@@ -41,10 +41,19 @@ def render_schemas() -> dict[str, str]:
     return out
 
 
+def render_openapi() -> str:
+    """The gateway's OpenAPI document (the HTTP contract), stable for drift checks."""
+    from sme.gateway.app import create_app
+    from sme.settings import Settings
+
+    document = create_app(Settings()).openapi()
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
 def write_schemas(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for file_name, text in render_schemas().items():
+    for file_name, text in {**render_schemas(), "openapi.json": render_openapi()}.items():
         path = directory / file_name
         path.write_text(text, encoding="utf-8")
         written.append(path)
