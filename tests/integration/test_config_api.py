@@ -244,3 +244,25 @@ async def test_a_pause_stops_commands_within_a_second_under_a_steady_stream(
 async def _at_least(reader: Any, n: int) -> list[dict[str, Any]]:
     seen = await reader.poll()
     return list(seen) if len(seen) >= n else []
+
+
+async def test_every_version_is_kept_for_analysts_and_the_history_endpoint(
+    api: httpx.AsyncClient,
+) -> None:
+    created = await create(api)
+    url = f"{API}/{created['id']}"
+    await api.patch(url, json={"name": "Two"})
+    await api.patch(url, json={"status": "PAUSED"})
+
+    async def history() -> list[dict[str, Any]]:
+        items = (await api.get(f"{url}/versions")).json()["items"]
+        return list(items) if len(items) >= 3 else []
+
+    items = await eventually(history, timeout=30, what="three versions")
+    assert [(i["version"], i["status"]) for i in items] == [
+        (1, "ACTIVE"),
+        (2, "ACTIVE"),
+        (3, "PAUSED"),
+    ]
+    assert items[1]["config"]["name"] == "Two"
+    assert (await api.get(f"{API}/nope/versions")).status_code == 404

@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from sme.config_mirror import ConfigRegistry, TopicMirror
 from sme.contracts.activities import ActivityType
+from sme.gateway.config_history import ConfigHistory
 from sme.gateway.config_service import (
     ConfigConflictError,
     ConfigNotFoundError,
@@ -50,6 +51,8 @@ class GatewayState:
     configs: ConfigService
     config_mirror: TopicMirror
     config_task: asyncio.Task[None]
+    history: ConfigHistory
+    history_task: asyncio.Task[None]
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
@@ -68,6 +71,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             task = asyncio.create_task(sink.run(), name="activity-sink")
             task.add_done_callback(_report_task_exit)
             registry = ConfigRegistry()
+            history = ConfigHistory(store)
+            registry.on_change(history.record)
+            history_task = asyncio.create_task(history.run(), name="config-history")
+            history_task.add_done_callback(_report_task_exit)
             mirror = TopicMirror(
                 settings.kafka_bootstrap_servers, settings.topic_configs, registry.apply
             )
@@ -83,11 +90,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 ConfigService(settings, registry, producer),
                 mirror,
                 mirror_task,
+                history,
+                history_task,
             )
             yield
         finally:
             if hasattr(app.state, "gw"):
-                for background in (app.state.gw.sink_task, app.state.gw.config_task):
+                gw = app.state.gw
+                for background in (gw.sink_task, gw.config_task, gw.history_task):
                     background.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await background

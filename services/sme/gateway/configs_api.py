@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
@@ -87,6 +88,16 @@ async def patch_config(
     config = await _service(request).patch(config_id, body, _if_match(if_match), _actor(request))
     response.headers["ETag"] = f'"{config.version}"'
     return config.model_dump(mode="json")
+
+
+@router.get(f"{API}/{{config_id}}/versions", tags=["configurations"])
+async def config_versions(request: Request, config_id: str) -> dict[str, Any]:
+    """Every published version, oldest first (from the ClickHouse configs mirror)."""
+    _service(request).get(config_id)  # 404 for unknown ids
+    items = await request.app.state.gw.history.versions(config_id)
+    for item in items:
+        item["config"] = orjson.loads(item["config"])
+    return {"items": items}
 
 
 @router.delete(f"{API}/{{config_id}}", status_code=204, tags=["configurations"])
