@@ -118,6 +118,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate each file (one document or a list) and publish it.",
     )
     apply.add_argument("paths", type=Path, nargs="+", metavar="FILE")
+    keys = sub.add_parser(
+        "keys",
+        help="manage gateway API keys",
+        description="API keys are bound to one workspace and stored hashed in SME_API_KEYS_FILE.",
+    )
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = keys_sub.add_parser(
+        "create", help="create a key (printed once; only its hash is kept)"
+    )
+    create.add_argument("--workspace", required=True, help="the workspace the key may see")
+    create.add_argument(
+        "--id", required=True, dest="key_id", help="a name for the key (logged as the actor)"
+    )
+    create.add_argument(
+        "--file",
+        type=Path,
+        default=None,
+        help="keys file (default: SME_API_KEYS_FILE, else <data dir>/api-keys.json)",
+    )
     schemas = sub.add_parser(
         "schemas",
         help="write the JSON Schemas of the message contracts",
@@ -145,6 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(settings.log_level)
     try:
+        if args.command == "keys":
+            from sme.gateway.auth import add_key
+
+            path = args.file or settings.api_keys_file or settings.data_dir / "api-keys.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            print(add_key(path, args.key_id, args.workspace))
+            print(f"stored the hash in {path}; set SME_API_KEYS_FILE={path}", file=sys.stderr)
+            return 0
         if args.command == "configs":
             run_configs_apply(settings, args.paths)
             return 0

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     # --- HTTP -----------------------------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Gateway bind address.")
     http_port: int = Field(8080, ge=1, le=65535, description="Gateway HTTP port.")
+    api_keys_file: Path | None = Field(
+        None, description="JSON list of {id, workspace_id, sha256} API keys (`sme keys create`)."
+    )
+    admin_api_key: SecretStr | None = Field(None, description="Bearer key for every workspace.")
     engine_web_host: str = Field("127.0.0.1", description="Engine /metrics bind address.")
     engine_web_port: int = Field(6066, ge=1, le=65535, description="Engine /metrics port.")
 

@@ -17,7 +17,9 @@ from tests.support.waiting import eventually
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def running_gateway(
+    settings: Settings, headers: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -25,7 +27,9 @@ async def running_gateway(settings: Settings) -> AsyncIterator[httpx.AsyncClient
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers
+        ) as http:
 
             async def ready() -> bool:
                 try:

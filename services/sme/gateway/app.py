@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from sme.config_mirror import ConfigRegistry, TopicMirror
 from sme.contracts.activities import ActivityType
+from sme.gateway.auth import Authenticator
 from sme.gateway.config_history import ConfigHistory
 from sme.gateway.config_service import (
     ConfigConflictError,
@@ -25,6 +26,7 @@ from sme.gateway.config_service import (
     ConfigService,
     InvalidConfigError,
 )
+from sme.gateway.configs_api import Caller
 from sme.gateway.configs_api import router as configs_router
 from sme.gateway.dashboard import render_placeholder
 from sme.gateway.metrics import GatewayMetrics
@@ -57,6 +59,7 @@ class GatewayState:
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
     metrics = GatewayMetrics(registry or CollectorRegistry())
+    authenticator = Authenticator(settings)  # refuses a non-loopback bind without keys
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,6 +108,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await store.aclose()
 
     app = FastAPI(title="Sequential Messaging Engine", version="0.1.0", lifespan=lifespan)
+    app.state.auth = authenticator
     app.include_router(configs_router)
 
     @app.middleware("http")
@@ -148,12 +152,15 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"])
-    async def dashboard(request: Request) -> str:
+    async def dashboard(request: Request, who: Caller) -> str:
+        if who.workspace_id is not None:  # the placeholder shows every workspace's totals
+            raise HTTPException(404, "not found")
         return render_placeholder(await activity_totals(request.app.state.gw.store))
 
     @app.get(f"{API}/{{config_id}}/activities", tags=["activities"])
     async def activities(
         request: Request,
+        who: Caller,
         config_id: str,
         type: Annotated[list[ActivityType] | None, Query()] = None,
         user_id: str | None = None,
@@ -162,6 +169,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
         cursor: str | None = None,
     ) -> dict[str, object]:
+        if who.workspace_id is not None:
+            request.app.state.gw.configs.get(config_id, who.workspace_id)  # 404 if foreign
         flt = ActivityFilter(
             config_id=config_id,
             types=tuple(t.value for t in type or ()),

@@ -5,14 +5,25 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
-from sme.gateway.config_service import ConfigService
+from sme.gateway.auth import Principal
+from sme.gateway.config_service import ConfigNotFoundError, ConfigService
 
 API = "/api/v1/035-sequential-messaging-engine"
 MAX_LIST = 1000
-router = APIRouter()
+
+
+def principal(request: Request) -> Principal:
+    """The caller (401 without a valid key when keys are configured)."""
+    who: Principal = request.app.state.auth.principal(request)
+    request.state.key_id = who.key_id
+    return who
+
+
+Caller = Annotated[Principal, Depends(principal)]
+router = APIRouter(dependencies=[Depends(principal)])
 
 
 class KillSwitchBody(BaseModel):
@@ -25,9 +36,10 @@ def _service(request: Request) -> ConfigService:
     return service
 
 
-def _actor(request: Request) -> str:
-    """Who made a change: the API key's id once keys exist; until then, local use."""
-    return str(getattr(request.state, "key_id", "local"))
+def _scope(who: Principal, workspace_id: str) -> None:
+    """Another workspace looks exactly like a missing one (no existence leak)."""
+    if not who.may_see(workspace_id):
+        raise ConfigNotFoundError(workspace_id)
 
 
 def _if_match(value: str | None) -> int | None:
@@ -50,27 +62,32 @@ def _if_match(value: str | None) -> int | None:
 
 @router.post(API, status_code=201, tags=["configurations"])
 async def create_config(
-    request: Request, body: Annotated[dict[str, Any], Body()]
+    request: Request, who: Caller, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     """Create and activate a sequence (201; the body has the server-assigned id and version)."""
-    config = await _service(request).create(body, _actor(request))
+    _scope(who, str(body.get("workspace_id", "")))
+    config = await _service(request).create(body, who.key_id)
     return config.model_dump(mode="json")
 
 
 @router.get(API, tags=["configurations"])
 async def list_configs(
     request: Request,
+    who: Caller,
     workspace_id: str,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
     cursor: str | None = None,
 ) -> dict[str, Any]:
+    _scope(who, workspace_id)
     items, next_cursor = _service(request).list_configs(workspace_id, limit, cursor)
     return {"items": [c.model_dump(mode="json") for c in items], "next_cursor": next_cursor}
 
 
 @router.get(f"{API}/{{config_id}}", tags=["configurations"])
-async def get_config(request: Request, config_id: str, response: Response) -> dict[str, Any]:
-    config = _service(request).get(config_id)
+async def get_config(
+    request: Request, who: Caller, config_id: str, response: Response
+) -> dict[str, Any]:
+    config = _service(request).get(config_id, who.workspace_id)
     response.headers["ETag"] = f'"{config.version}"'
     return config.model_dump(mode="json")
 
@@ -78,6 +95,7 @@ async def get_config(request: Request, config_id: str, response: Response) -> di
 @router.patch(f"{API}/{{config_id}}", tags=["configurations"])
 async def patch_config(
     request: Request,
+    who: Caller,
     config_id: str,
     body: Annotated[dict[str, Any], Body()],
     response: Response,
@@ -85,15 +103,17 @@ async def patch_config(
 ) -> dict[str, Any]:
     """JSON merge patch; bumps the version. `If-Match` (or body `version`) must name the
     current version (409 otherwise). Status changes pause, resume and stop."""
-    config = await _service(request).patch(config_id, body, _if_match(if_match), _actor(request))
+    config = await _service(request).patch(
+        config_id, body, _if_match(if_match), who.key_id, who.workspace_id
+    )
     response.headers["ETag"] = f'"{config.version}"'
     return config.model_dump(mode="json")
 
 
 @router.get(f"{API}/{{config_id}}/versions", tags=["configurations"])
-async def config_versions(request: Request, config_id: str) -> dict[str, Any]:
+async def config_versions(request: Request, who: Caller, config_id: str) -> dict[str, Any]:
     """Every published version, oldest first (from the ClickHouse configs mirror)."""
-    _service(request).get(config_id)  # 404 for unknown ids
+    _service(request).get(config_id, who.workspace_id)  # 404 for unknown or foreign ids
     items = await request.app.state.gw.history.versions(config_id)
     for item in items:
         item["config"] = orjson.loads(item["config"])
@@ -101,29 +121,34 @@ async def config_versions(request: Request, config_id: str) -> dict[str, Any]:
 
 
 @router.delete(f"{API}/{{config_id}}", status_code=204, tags=["configurations"])
-async def delete_config(request: Request, config_id: str) -> Response:
+async def delete_config(request: Request, who: Caller, config_id: str) -> Response:
     """Deactivate: the sequence becomes STOPPED (final) and stays for reporting."""
-    await _service(request).stop(config_id, _actor(request))
+    await _service(request).stop(config_id, who.key_id, who.workspace_id)
     return Response(status_code=204)
 
 
 @router.get("/api/v1/workspaces/{workspace_id}/settings", tags=["workspaces"])
-async def get_workspace(request: Request, workspace_id: str) -> dict[str, Any]:
+async def get_workspace(request: Request, who: Caller, workspace_id: str) -> dict[str, Any]:
+    _scope(who, workspace_id)
     return _service(request).workspace(workspace_id).model_dump(mode="json")
 
 
 @router.put("/api/v1/workspaces/{workspace_id}/settings", tags=["workspaces"])
 async def put_workspace(
-    request: Request, workspace_id: str, body: Annotated[dict[str, Any], Body()]
+    request: Request, who: Caller, workspace_id: str, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     """Workspace-wide guardrails, default time zone; every sequence must satisfy them too."""
-    settings = await _service(request).put_workspace(workspace_id, body, _actor(request))
+    _scope(who, workspace_id)
+    settings = await _service(request).put_workspace(workspace_id, body, who.key_id)
     return settings.model_dump(mode="json")
 
 
 @router.put("/api/v1/workspaces/{workspace_id}/kill-switch", tags=["workspaces"])
-async def kill_switch(request: Request, workspace_id: str, body: KillSwitchBody) -> dict[str, Any]:
+async def kill_switch(
+    request: Request, who: Caller, workspace_id: str, body: KillSwitchBody
+) -> dict[str, Any]:
     """Engaged: every ACTIVE sequence of the workspace is paused at once; released: exactly
     those are resumed."""
-    settings = await _service(request).kill_switch(workspace_id, body.engaged, _actor(request))
+    _scope(who, workspace_id)
+    settings = await _service(request).kill_switch(workspace_id, body.engaged, who.key_id)
     return settings.kill_switch.model_dump(mode="json")
