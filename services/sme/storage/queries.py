@@ -11,27 +11,10 @@ from typing import Any
 
 import orjson
 
+from sme.storage.activities import ACTIVITY_COLUMNS
 from sme.storage.clickhouse import ClickHouseStore
 
-LISTED_COLUMNS = (
-    "activity_id",
-    "type",
-    "workspace_id",
-    "user_id",
-    "occurred_at",
-    "config_id",
-    "config_version",
-    "step_id",
-    "channel",
-    "arm",
-    "command_id",
-    "event_id",
-    "event_type",
-    "reason_code",
-    "value",
-    "cost",
-    "details",
-)
+LISTED_COLUMNS = ACTIVITY_COLUMNS  # an activity is listed as it is stored
 
 
 @dataclass(frozen=True, slots=True)
