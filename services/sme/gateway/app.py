@@ -26,7 +26,7 @@ from sme.gateway.config_service import (
     ConfigService,
     InvalidConfigError,
 )
-from sme.gateway.configs_api import Caller
+from sme.gateway.configs_api import API, Caller
 from sme.gateway.configs_api import router as configs_router
 from sme.gateway.dashboard import render_placeholder
 from sme.gateway.metrics import GatewayMetrics
@@ -37,7 +37,6 @@ from sme.storage.queries import ActivityFilter, InvalidCursorError, activity_tot
 from sme.topics import ensure_topics
 
 log = logging.getLogger(__name__)
-API = "/api/v1/035-sequential-messaging-engine"
 MAX_PAGE = 1000
 MAX_BODY = 1024 * 1024
 
