@@ -21,9 +21,8 @@ async def running_gateway(
     settings: Settings, headers: dict[str, str] | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:
@@ -38,6 +37,7 @@ async def running_gateway(
                     return False
 
             await eventually(ready, timeout=60, what="gateway ready")
+            http.gateway_app = app  # type: ignore[attr-defined]  # for tests that inspect its store
             yield http
     finally:
         server.should_exit = True

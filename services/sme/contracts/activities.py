@@ -33,6 +33,7 @@ class ActivityType(StrEnum):
     CONSENT_REVOKED = "consent_revoked"
     CONVERSION = "conversion"
     CONFIG_CHANGED = "config_changed"
+    USER_ERASED = "user_erased"
 
 
 class Activity(BaseModel):

@@ -25,9 +25,11 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
 from sme.config_mirror import ConfigRegistry, TopicMirror
+from sme.contracts.activities import Activity, ActivityType
 from sme.contracts.dead_letters import FieldError, RejectReason, SourcePosition
 from sme.contracts.sequences import SequenceConfig, Status
 from sme.core import sequence
+from sme.core.ids import stable_id
 from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activity
 from sme.core.timeutil import to_ms
 from sme.core.user_state import UserState, state_key
@@ -194,6 +196,9 @@ class Engine:
         """A timer tick: advance whatever of this user is due. Never raises."""
         try:
             tick = orjson.loads(message.value)
+            if "erase" in tick:
+                await self._erase(tick["erase"], message)
+                return
             key = tick["k"].encode()
             stored = self.users.get(key)
             if not stored:
@@ -212,6 +217,25 @@ class Engine:
             log.exception(
                 "timer tick %s[%s]@%s failed", message.topic, message.partition, message.offset
             )
+
+    async def _erase(self, request: dict[str, str], message: Any) -> None:
+        """Forget a user: drop their state (a tombstone in the changelog) and wake-up, then
+        emit `user_erased`; the sink deletes their ClickHouse rows when it stores it (every
+        earlier activity of the user precedes it on the same activities partition)."""
+        workspace_id, user_id = request["w"], request["u"]
+        key = state_key(workspace_id, user_id).encode()
+        if key in self.users:
+            del self.users[key]
+        self.due.put(key, message.partition, user_id.encode(), None)
+        activity = Activity(
+            activity_id=stable_id("activity", "user_erased", workspace_id, request["id"]),
+            type=ActivityType.USER_ERASED,
+            workspace_id=workspace_id,
+            user_id=user_id,  # in transit only: the sink stores the row without it
+            occurred_at=self.clock(),
+            details={"erasure_id": request["id"]},
+        )
+        self.activities_topic.send_soon(key=user_id.encode(), value=_dump(activity))
 
     def _context(self, workspace_id: str, partition: int) -> sequence.Context:
         return sequence.Context(

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
@@ -228,6 +229,17 @@ class ConfigService:
         )
         await self._publish(WorkspaceRecord(settings=settings))
         await self._log_change(current.workspace_id, "", actor, current, settings, ["kill_switch"])
+
+    # --- users ------------------------------------------------------------------------------
+    async def erase_user(self, workspace_id: str, user_id: str) -> str:
+        """Ask the engine (through its own timer topic, keyed by user like the events, so it
+        lands on the partition that owns the user) to forget the user."""
+        erasure_id = str(uuid.uuid4())
+        request = {"erase": {"w": workspace_id, "u": user_id, "id": erasure_id}}
+        await self.producer.send_and_wait(
+            self.settings.topic_timers, orjson.dumps(request), key=user_id.encode()
+        )
+        return erasure_id
 
     # --- plumbing -------------------------------------------------------------------------
     async def _publish(self, record: SequenceRecord | WorkspaceRecord) -> None:

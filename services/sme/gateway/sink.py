@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
-from sme.contracts.activities import Activity
+from sme.contracts.activities import Activity, ActivityType
 from sme.contracts.dead_letters import FieldError, RejectReason, SourcePosition
 from sme.core.intake import Rejection, dead_letter
 from sme.gateway.metrics import GatewayMetrics
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Batch:
     rows: list[list[Any]] = field(default_factory=list)
+    erasures: list[tuple[str, str]] = field(default_factory=list)  # (workspace, user)
     rejects: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = field(default_factory=list)
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
@@ -40,7 +41,11 @@ class Batch:
         tp = TopicPartition(record.topic, record.partition)
         self.next_offsets[tp] = record.offset + 1
         try:
-            self.rows.append(activity_row(Activity.model_validate_json(record.value or b"")))
+            activity = Activity.model_validate_json(record.value or b"")
+            if activity.type is ActivityType.USER_ERASED:
+                self.erasures.append((activity.workspace_id, activity.user_id))
+                activity = activity.model_copy(update={"user_id": ""})
+            self.rows.append(activity_row(activity))
         except ValidationError as exc:
             errors = tuple(
                 FieldError(loc=".".join(map(str, e["loc"])), message=e["msg"], type=e["type"])
@@ -114,6 +119,8 @@ class ActivitySink:
                     started = time.perf_counter()
                     await self.store.insert("activities", batch.rows, ACTIVITY_COLUMNS)
                     self.metrics.sink_insert_seconds.observe(time.perf_counter() - started)
+                for workspace_id, user_id in batch.erasures:
+                    await self.store.erase_user(workspace_id, user_id)
                 for record, rejection in batch.rejects:
                     await self._dead_letter(record, rejection)
                 break

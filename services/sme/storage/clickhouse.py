@@ -133,6 +133,20 @@ class ClickHouseStore:
 
         await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
 
+    async def erase_user(self, workspace_id: str, user_id: str) -> None:
+        """Delete every activity row of one user (a lightweight delete: gone from reads at
+        once, physically removed at the next merge)."""
+        writer = self._require(self._writer)
+
+        def run() -> None:
+            writer.command(
+                f"DELETE FROM {self.database}.activities "  # noqa: S608 - checked identifier
+                "WHERE workspace_id = {w:String} AND user_id = {u:String}",
+                parameters={"w": workspace_id, "u": user_id},
+            )
+
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
+
     # --- reads ----------------------------------------------------------------------------
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
         """A read on the reader handle. `sql` may use `{db}` for the database identifier and
