@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="Max wait before insert.")
     sink_retry_max_seconds: float = Field(30.0, gt=0, description="Cap of the retry backoff.")
 
+    automation_interval_seconds: float = Field(
+        10.0, gt=0, le=3600, description="How often automation rules are evaluated."
+    )
+
     # --- topics ---------------------------------------------------------------------------
     topic_events: str = Field("sme.events", description="Engagement events in, key = user id.")
     topic_commands_prefix: str = Field(

@@ -34,6 +34,8 @@ class ActivityType(StrEnum):
     CONVERSION = "conversion"
     CONFIG_CHANGED = "config_changed"
     USER_ERASED = "user_erased"
+    AUTOMATION_WARNING = "automation_warning"
+    AUTOMATION_PAUSED = "automation_paused"
 
 
 class Activity(BaseModel):

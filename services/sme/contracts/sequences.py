@@ -313,6 +313,38 @@ class Experiment(_Strict):
         return self
 
 
+class AutomationRule(_Strict):
+    """Auto-pause a sequence when a metric crosses `threshold`; warn at `warn_at` of it.
+    Rates are shares of messages sent in the trailing `window` (error_rate: dead-lettered
+    events of the workspace over events received); budget metrics are today's (UTC) spend
+    over the sequence's daily budget, so 1.0 means 100% spent."""
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    metric: Literal[
+        "unsubscribe_rate", "bounce_rate", "error_rate", "cost_budget_spent", "send_budget_spent"
+    ]
+    threshold: float = Field(gt=0, le=1)
+    window: timedelta = timedelta(hours=1)
+    min_volume: int = Field(100, ge=1, le=10_000_000, description="Sends (or events) needed first.")
+    warn_at: float | None = Field(0.8, gt=0, lt=1, description="Share of the threshold that warns.")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v: timedelta) -> timedelta:
+        return _bounded(v, allow_zero=False)
+
+
+class StatusReason(_Strict):
+    """Why the status last changed automatically (visible in GET; cleared by a manual change)."""
+
+    rule: str
+    metric: str
+    value: float
+    threshold: float
+    volume: int
+    at: AwareDatetime
+
+
 class SequenceConfig(_Strict):
     """A sequence ("config" in the spec): entry, steps, exit/goal, adaptivity, guardrails."""
 
@@ -330,6 +362,8 @@ class SequenceConfig(_Strict):
     adaptive: Adaptive = Adaptive()
     guardrails: Guardrails = Guardrails()
     experiment: Experiment = Experiment()
+    automation_rules: list[AutomationRule] = Field(default_factory=list, max_length=10)
+    status_reason: StatusReason | None = None
 
     @model_validator(mode="after")
     def _graph(self) -> SequenceConfig:

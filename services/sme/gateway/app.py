@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sme.config_mirror import ConfigRegistry, TopicMirror
 from sme.contracts.activities import ActivityType
 from sme.gateway.auth import Authenticator
+from sme.gateway.automation import AutomationMonitor
 from sme.gateway.config_history import ConfigHistory
 from sme.gateway.config_service import (
     ConfigConflictError,
@@ -54,6 +55,7 @@ class GatewayState:
     config_task: asyncio.Task[None]
     history: ConfigHistory
     history_task: asyncio.Task[None]
+    automation_task: asyncio.Task[None]
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
@@ -82,6 +84,12 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             )
             mirror_task = asyncio.create_task(mirror.run(), name="config-mirror")
             mirror_task.add_done_callback(_report_task_exit)
+            service = ConfigService(settings, registry, producer)
+            monitor = AutomationMonitor(
+                settings, store, service, producer, metrics.automation_warnings
+            )
+            automation_task = asyncio.create_task(monitor.run(), name="automation")
+            automation_task.add_done_callback(_report_task_exit)
             app.state.gw = GatewayState(
                 settings,
                 store,
@@ -89,17 +97,23 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 sink,
                 task,
                 metrics,
-                ConfigService(settings, registry, producer),
+                service,
                 mirror,
                 mirror_task,
                 history,
                 history_task,
+                automation_task,
             )
             yield
         finally:
             if hasattr(app.state, "gw"):
                 gw = app.state.gw
-                for background in (gw.sink_task, gw.config_task, gw.history_task):
+                for background in (
+                    gw.sink_task,
+                    gw.config_task,
+                    gw.history_task,
+                    gw.automation_task,
+                ):
                     background.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await background

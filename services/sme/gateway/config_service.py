@@ -21,7 +21,8 @@ from sme.core.ids import stable_id
 from sme.errors import SmeError
 from sme.settings import Settings
 
-SERVER_FIELDS = ("id", "version", "created_at", "updated_at")
+SERVER_FIELDS = ("id", "version", "created_at", "updated_at", "status_reason")
+AUTOMATION = "automation:"
 IMMUTABLE = ("id", "workspace_id", "created_at")
 
 
@@ -139,6 +140,19 @@ class ConfigService:
             )
         if current.status is Status.STOPPED:
             raise ConfigConflictError("a STOPPED configuration is final")
+        automated = actor.startswith(AUTOMATION)
+        if "status_reason" in patch and not automated:
+            raise InvalidConfigError(
+                [
+                    {
+                        "loc": ["body", "status_reason"],
+                        "msg": "set by automation rules",
+                        "type": "read_only",
+                    }
+                ]
+            )
+        if "status" in patch and not automated:
+            patch = {**patch, "status_reason": None}  # a manual status change clears it
         for field in IMMUTABLE:
             if field in patch:
                 raise InvalidConfigError(

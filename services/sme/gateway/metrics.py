@@ -22,6 +22,12 @@ class GatewayMetrics:
             "Unreadable activity messages sent to the DLQ.",
             registry=registry,
         )
+        self.automation_warnings = Counter(
+            "sme_automation_warnings_total",
+            "Automation rules past their warning share, by metric.",
+            ["metric"],
+            registry=registry,
+        )
         self.sink_insert_seconds = Histogram(
             "sme_sink_insert_seconds",
             "Insert latency per batch.",

@@ -1,0 +1,171 @@
+"""The automation monitor: every `SME_AUTOMATION_INTERVAL_SECONDS` it measures each active
+sequence with rules (one ClickHouse query per workspace), asks the pure core which rules
+warn or pause, and acts: a pause goes through the configuration service like any change
+(published, versioned, logged, visible in GET as `status_reason`); a warning is an activity
+and a metric, once per rule and window."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
+
+from sme.contracts.activities import Activity, ActivityType
+from sme.contracts.sequences import SequenceConfig, Status
+from sme.core.automation import Figures, Verdict, evaluate
+from sme.core.ids import stable_id
+from sme.gateway.config_service import ConfigService
+from sme.settings import Settings
+from sme.storage.clickhouse import ClickHouseStore
+
+log = logging.getLogger(__name__)
+
+FIGURES_SQL = """
+SELECT
+    countIf(type = 'command_emitted' AND occurred_at >= {since:DateTime64(3, 'UTC')}),
+    countIf(type = 'feedback' AND event_type = 'unsubscribed'
+            AND occurred_at >= {since:DateTime64(3, 'UTC')}),
+    countIf(type = 'feedback' AND event_type = 'bounced'
+            AND occurred_at >= {since:DateTime64(3, 'UTC')}),
+    sumIf(cost, type = 'command_emitted' AND occurred_at >= {today:DateTime64(3, 'UTC')}),
+    groupArrayIf(channel, type = 'command_emitted' AND occurred_at >= {today:DateTime64(3, 'UTC')})
+FROM {db}.activities FINAL
+WHERE workspace_id = {w:String} AND config_id = {c:String}
+  AND occurred_at >= least({since:DateTime64(3, 'UTC')}, {today:DateTime64(3, 'UTC')})
+"""
+EVENTS_SQL = """
+SELECT countIf(type IN ('event_received', 'event_duplicate')), countIf(type = 'event_rejected')
+FROM {db}.activities FINAL
+WHERE workspace_id = {w:String} AND occurred_at >= {since:DateTime64(3, 'UTC')}
+"""
+
+
+class AutomationMonitor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ClickHouseStore,
+        configs: ConfigService,
+        producer: AIOKafkaProducer,
+        warnings: Counter,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.configs = configs
+        self.producer = producer
+        self.warnings = warnings
+        self._warned: set[tuple[str, int, str, int]] = set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check_all(datetime.now(UTC))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("automation check failed; retrying next interval")
+            await asyncio.sleep(self.settings.automation_interval_seconds)
+
+    async def check_all(self, now: datetime) -> None:
+        for config in self.configs.registry.all_configs():
+            if config.status is Status.ACTIVE and config.automation_rules:
+                await self.check(config, now)
+
+    async def check(self, config: SequenceConfig, now: datetime) -> None:
+        window = max(rule.window for rule in config.automation_rules)
+        figures = await self._figures(config, now - window, now)
+        for verdict in evaluate(config, figures):
+            if verdict.action == "pause":
+                await self._pause(config, verdict, now)
+                return
+            await self._warn(config, verdict, now)
+
+    async def _figures(self, config: SequenceConfig, since: datetime, now: datetime) -> Figures:
+        today = datetime(now.year, now.month, now.day, tzinfo=UTC)
+        params = {"w": config.workspace_id, "c": config.id, "since": since, "today": today}
+        sent, unsub, bounced, cost, channels = (
+            await self.store.query(FIGURES_SQL, params)
+        ).result_rows[0]
+        events, rejected = (
+            await self.store.query(EVENTS_SQL, {"w": config.workspace_id, "since": since})
+        ).result_rows[0]
+        per_channel: dict[str, int] = {}
+        for channel in channels:
+            per_channel[channel] = per_channel.get(channel, 0) + 1
+        return Figures(
+            int(sent),
+            int(unsub),
+            int(bounced),
+            int(events),
+            int(rejected),
+            float(cost),
+            per_channel,
+        )
+
+    async def _pause(self, config: SequenceConfig, verdict: Verdict, now: datetime) -> None:
+        reason = {
+            "rule": verdict.rule.id,
+            "metric": verdict.rule.metric,
+            "value": round(verdict.value, 6),
+            "threshold": verdict.rule.threshold,
+            "volume": verdict.volume,
+            "at": now.isoformat(),
+        }
+        log.warning("automation pauses %s: %s", config.id, reason)
+        await self.configs.patch(
+            config.id,
+            {"status": Status.PAUSED.value, "status_reason": reason},
+            config.version,
+            f"automation:{verdict.rule.id}",
+        )
+        await self._activity(ActivityType.AUTOMATION_PAUSED, config, verdict, now, reason)
+
+    async def _warn(self, config: SequenceConfig, verdict: Verdict, now: datetime) -> None:
+        bucket = int(now.timestamp() // verdict.rule.window.total_seconds())
+        key = (config.id, config.version, verdict.rule.id, bucket)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        self.warnings.labels(verdict.rule.metric).inc()
+        reason = {
+            "rule": verdict.rule.id,
+            "metric": verdict.rule.metric,
+            "value": round(verdict.value, 6),
+            "threshold": verdict.rule.threshold,
+            "warn_at": verdict.rule.warn_at,
+            "volume": verdict.volume,
+        }
+        await self._activity(ActivityType.AUTOMATION_WARNING, config, verdict, now, reason)
+
+    async def _activity(
+        self,
+        kind: ActivityType,
+        config: SequenceConfig,
+        verdict: Verdict,
+        now: datetime,
+        details: dict[str, object],
+    ) -> None:
+        activity = Activity(
+            activity_id=stable_id(
+                "activity",
+                kind.value,
+                config.id,
+                config.version,
+                verdict.rule.id,
+                int(now.timestamp() // timedelta(minutes=1).total_seconds()),
+            ),
+            type=kind,
+            workspace_id=config.workspace_id,
+            occurred_at=now,
+            config_id=config.id,
+            config_version=config.version,
+            details=details,
+        )
+        await self.producer.send_and_wait(
+            self.settings.topic_activities,
+            activity.model_dump_json().encode(),
+            key=config.workspace_id.encode(),
+        )
