@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sme.gateway.auth import Principal
 from sme.gateway.config_service import ConfigNotFoundError, ConfigService
+from sme.storage.metrics import default_window, sequence_metrics
 
 API = "/api/v1/035-sequential-messaging-engine"
 MAX_LIST = 1000
@@ -118,6 +120,29 @@ async def config_versions(request: Request, who: Caller, config_id: str) -> dict
     for item in items:
         item["config"] = orjson.loads(item["config"])
     return {"items": items}
+
+
+@router.get(f"{API}/{{config_id}}/metrics", tags=["reporting"])
+async def config_metrics(
+    request: Request,
+    who: Caller,
+    config_id: str,
+    from_: Annotated[date | None, Query(alias="from", description="UTC date, inclusive")] = None,
+    to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
+    granularity: Literal["day", "week"] = "day",
+) -> dict[str, Any]:
+    """Per arm (adaptive / baseline / holdout) and per day or week: enrolled, sent,
+    delivered, opened, clicked, conversions, revenue, unsubscribed, bounced, suppressed,
+    cost and rates; the lift of adaptive vs baseline and vs holdout with 95% CIs."""
+    config = _service(request).get(config_id, who.workspace_id)
+    start, end = default_window(datetime.now(UTC).date())
+    start, end = from_ or start, to or end
+    if end <= start:
+        raise HTTPException(
+            422, [{"loc": ["query", "to"], "msg": "must be after from", "type": "value_error"}]
+        )
+    store = request.app.state.gw.store
+    return await sequence_metrics(store, config.workspace_id, config_id, start, end, granularity)
 
 
 @router.delete(f"{API}/{{config_id}}", status_code=204, tags=["configurations"])

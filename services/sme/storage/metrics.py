@@ -1,0 +1,109 @@
+"""Performance metrics of one sequence from `activities`: per arm and per day (or week), the
+counts and rates the dashboard and reports show, and the lift from the same function the
+simulator uses. Each activity id counts once (FINAL)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sme.core.lift import lift_report
+from sme.storage.clickhouse import ClickHouseStore
+
+UTC = ZoneInfo("UTC")
+COUNTS = (
+    "enrolled",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "conversions",
+    "revenue",
+    "unsubscribed",
+    "bounced",
+    "suppressed",
+    "cost",
+)
+SQL = """
+SELECT {bucket} AS period, arm,
+    uniqExactIf(user_id, type = 'enrolled'),
+    countIf(type = 'command_emitted'),
+    countIf(type = 'feedback' AND event_type = 'delivered'),
+    countIf(type = 'feedback' AND event_type = 'opened'),
+    countIf(type = 'feedback' AND event_type = 'clicked'),
+    countIf(type = 'conversion'),
+    sumIf(value, type = 'conversion'),
+    countIf(type = 'feedback' AND event_type = 'unsubscribed'),
+    countIf(type = 'feedback' AND event_type = 'bounced'),
+    countIf(type IN ('message_suppressed', 'step_skipped')),
+    sumIf(cost, type = 'command_emitted')
+FROM {{db}}.activities FINAL
+WHERE workspace_id = {{w:String}} AND config_id = {{c:String}} AND arm != ''
+  AND occurred_at >= {{since:DateTime64(3, 'UTC')}} AND occurred_at < {{until:DateTime64(3, 'UTC')}}
+GROUP BY period, arm ORDER BY period, arm
+"""
+BUCKETS = {"day": "toDate(occurred_at)", "week": "toMonday(occurred_at)"}
+
+
+async def sequence_metrics(
+    store: ClickHouseStore,
+    workspace_id: str,
+    config_id: str,
+    start: date,
+    end: date,
+    granularity: Literal["day", "week"],
+) -> dict[str, Any]:
+    """`start` inclusive, `end` exclusive, UTC dates."""
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    until = datetime.combine(end, time.min, tzinfo=UTC)
+    result = await store.query(
+        SQL.format(bucket=BUCKETS[granularity]),
+        {"w": workspace_id, "c": config_id, "since": since, "until": until},
+    )
+    series: list[dict[str, Any]] = []
+    arms: dict[str, dict[str, float]] = {}
+    for period, arm, *values in result.result_rows:
+        row = dict(
+            zip(
+                COUNTS,
+                (
+                    float(v) if k in ("revenue", "cost") else int(v)
+                    for k, v in zip(COUNTS, values, strict=True)
+                ),
+                strict=True,
+            )
+        )
+        series.append({"period": period.isoformat(), "arm": arm, **row, **_rates(row)})
+        total = arms.setdefault(arm, dict.fromkeys(COUNTS, 0))
+        for key in COUNTS:
+            total[key] += row[key]
+    summary = {arm: {**totals, **_rates(totals)} for arm, totals in arms.items()}
+    lift = lift_report(
+        {arm: (int(t["conversions"]), int(t["enrolled"])) for arm, t in arms.items()}
+    )
+    return {
+        "config_id": config_id,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "granularity": granularity,
+        "arms": summary,
+        "series": series,
+        "lift": {name: (value.to_dict() if value else None) for name, value in lift.items()},
+    }
+
+
+def _rates(row: dict[str, Any]) -> dict[str, float | None]:
+    def ratio(a: float, b: float) -> float | None:
+        return a / b if b else None
+
+    return {
+        "conversion_rate": ratio(row["conversions"], row["enrolled"]),
+        "click_rate": ratio(row["clicked"], row["sent"]),
+        "unsubscribe_rate": ratio(row["unsubscribed"], row["sent"]),
+        "cost_per_conversion": ratio(row["cost"], row["conversions"]),
+    }
+
+
+def default_window(today: date) -> tuple[date, date]:
+    return today - timedelta(days=30), today + timedelta(days=1)
