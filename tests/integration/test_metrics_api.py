@@ -80,8 +80,9 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         body = response.json()
         direct = (
             await store.query(
-                "SELECT arm, uniqExactIf(user_id, type = 'enrolled'), countIf(type = 'command_emitted'), "
-                "countIf(type = 'conversion'), sumIf(value, type = 'conversion'), sumIf(cost, type = 'command_emitted') "
+                "SELECT arm, uniqExactIf(user_id, type = 'enrolled'), "
+                "countIf(type = 'command_emitted'), countIf(type = 'conversion'), "
+                "sumIf(value, type = 'conversion'), sumIf(cost, type = 'command_emitted') "
                 "FROM {db}.activities FINAL WHERE arm != '' GROUP BY arm ORDER BY arm"
             )
         ).result_rows
