@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from sme.contracts.activities import Activity, ActivityType
@@ -116,3 +117,50 @@ def test_a_second_process_opening_the_embedded_store_is_told_who_owns_it(tmp_pat
             ClickHouseStore(f"chdb://{store_dir}", "sme").open()
     finally:
         holder.communicate("\n", timeout=30)
+
+
+async def test_the_spec_tables_are_views_with_the_spec_columns(test_settings: Settings) -> None:
+    store = await ClickHouseStore(
+        test_settings.clickhouse_dsn.get_secret_value(), test_settings.clickhouse_database
+    ).open_async()
+    try:
+        emitted = _activity(1).model_copy(
+            update={"type": ActivityType.COMMAND_EMITTED, "config_id": "cfg", "cost": 0.25}
+        )
+        await store.insert("activities", [activity_row(emitted)], ACTIVITY_COLUMNS)
+        expected = {
+            "configs": [
+                "id",
+                "workspace_id",
+                "campaign_id",
+                "config",
+                "status",
+                "created_at",
+                "updated_at",
+                "version",
+            ],
+            "activities": [
+                "id",
+                "config_id",
+                "workspace_id",
+                "activity_type",
+                "details",
+                "created_at",
+            ],
+            "metrics": ["id", "config_id", "workspace_id", "date", "metrics", "created_at"],
+        }
+        for name, columns in expected.items():
+            result = await store.query(
+                "SELECT name FROM system.columns WHERE database = {d:String} "
+                "AND table = {t:String} ORDER BY position",
+                {"d": store.database, "t": f"035_sequential_messaging_engine_{name}"},
+            )
+            assert [row[0] for row in result.result_rows] == columns
+        metrics = await store.query(
+            "SELECT metrics FROM {db}.`035_sequential_messaging_engine_metrics` "
+            "WHERE config_id = 'cfg'"
+        )
+        figures = orjson.loads(metrics.result_rows[0][0])
+        assert (figures["sent"], figures["cost"]) == (1, 0.25)
+    finally:
+        await store.aclose()
