@@ -75,6 +75,44 @@ def run_configs_apply(settings: Settings, paths: list[Path]) -> None:
         print(f"published {record_key(record)}")
 
 
+def run_report(settings: Settings, args: argparse.Namespace) -> int:
+    """Fetch a report from the gateway (which owns the embedded store) over HTTP."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    query = {"format": args.format}
+    if args.date_from:
+        query["from"] = args.date_from
+    if args.date_to:
+        query["to"] = args.date_to
+    base = args.gateway or f"http://{settings.http_host}:{settings.http_port}"
+    if not base.startswith(("http://", "https://")):
+        print(f"sme report: --gateway must be an http(s) URL, not {base!r}", file=sys.stderr)
+        return 2
+    url = (
+        f"{base}/api/v1/035-sequential-messaging-engine/"
+        f"{urllib.parse.quote(args.config, safe='')}/report?{urllib.parse.urlencode(query)}"
+    )
+    key = args.key or (settings.admin_api_key.get_secret_value() if settings.admin_api_key else "")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked above
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - http(s) only
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        print(f"sme report: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as exc:
+        print(f"sme report: gateway at {base} did not answer: {exc.reason}", file=sys.stderr)
+        return 1
+    if args.out:
+        args.out.write_bytes(body)
+    else:
+        sys.stdout.buffer.write(body)
+    return 0
+
+
 def run_schemas(directory: Path) -> None:
     from sme.contracts.schemas import write_schemas
 
@@ -118,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate each file (one document or a list) and publish it.",
     )
     apply.add_argument("paths", type=Path, nargs="+", metavar="FILE")
+    report = sub.add_parser(
+        "report",
+        help="export a sequence's report through the gateway",
+        description="Daily metrics per arm and channel plus the lift summary, fetched from the "
+        "gateway's HTTP API (it owns the embedded ClickHouse store).",
+    )
+    report.add_argument("--config", required=True, help="sequence id")
+    report.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
+    report.add_argument(
+        "--from", dest="date_from", help="UTC date, inclusive (default: 30 days ago)"
+    )
+    report.add_argument("--to", dest="date_to", help="UTC date, exclusive (default: tomorrow)")
+    report.add_argument("--out", type=Path, help="write to a file instead of standard output")
+    report.add_argument("--gateway", help="gateway URL (default: from SME_HTTP_HOST/PORT)")
+    report.add_argument("--key", help="API key (default: SME_ADMIN_API_KEY)")
     keys = sub.add_parser(
         "keys",
         help="manage gateway API keys",
@@ -164,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _configure_logging(settings.log_level)
     try:
+        if args.command == "report":
+            return run_report(settings, args)
         if args.command == "keys":
             from sme.gateway.auth import add_key
 

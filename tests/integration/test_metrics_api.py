@@ -107,3 +107,72 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         bad_date = await api.get(f"{API}/{created['id']}/metrics", params={"from": "yesterday"})
         assert bad_date.status_code == 422
         assert (await api.get(f"{API}/nope/metrics")).status_code == 404
+
+
+async def test_reports_export_as_json_csv_and_parquet_and_through_the_cli(
+    test_settings: Settings, tmp_path: Any
+) -> None:
+    import asyncio
+    import csv
+    import io
+
+    from sme.cli import main as sme
+
+    s = test_settings
+    await ensure_topics(s)
+    sequence = {
+        "workspace_id": "acme",
+        "name": "Exported",
+        "entry": {"event_types": ["signed_up"]},
+        "steps": [{"id": "hello", "template": "hello", "channels": ["email", "push"]}],
+        "experiment": {"holdout_pct": 0, "baseline_pct": 100},
+    }
+    async with running_gateway(s) as api, running_engine(s):
+        store: ClickHouseStore = api.gateway_app.state.gw.store  # type: ignore[attr-defined]
+        created = (await api.post(API, json=sequence)).json()
+        await publish(
+            s.kafka_bootstrap_servers,
+            s.topic_events,
+            [event(f"s-r{i}", f"r{i}", "signed_up") for i in range(5)],
+        )
+
+        async def sent() -> bool:
+            rows = (
+                await store.query(
+                    "SELECT count() FROM {db}.activities FINAL WHERE type = 'command_emitted'"
+                )
+            ).result_rows
+            return bool(rows[0][0] == 5)
+
+        await eventually(sent, timeout=60, what="five sends stored")
+        url = f"{API}/{created['id']}/report"
+        as_json = (await api.get(url, params={"format": "json"})).json()
+        assert sum(r["sent"] for r in as_json["rows"]) == 5
+        assert {r["channel"] for r in as_json["rows"] if r["sent"]} == {"email"}
+        assert as_json["arms"]["baseline"]["enrolled"] == 5
+        as_csv = await api.get(url, params={"format": "csv"})
+        assert as_csv.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+        assert sum(int(r["sent"]) for r in rows) == 5
+        assert "vs_baseline" in as_csv.headers["sme-lift"]
+        as_parquet = await api.get(url, params={"format": "parquet"})
+        assert as_parquet.content[:4] == b"PAR1"
+        assert (await api.get(url, params={"format": "xml"})).status_code == 422
+
+        out = tmp_path / "report.csv"
+        code = await asyncio.to_thread(
+            sme,
+            [
+                "report",
+                "--config",
+                created["id"],
+                "--format",
+                "csv",
+                "--gateway",
+                str(api.base_url).rstrip("/"),
+                "--out",
+                str(out),
+            ],
+        )
+        assert code == 0
+        assert out.read_text() == as_csv.text

@@ -11,7 +11,14 @@ from pydantic import BaseModel, ConfigDict
 
 from sme.gateway.auth import Principal
 from sme.gateway.config_service import ConfigNotFoundError, ConfigService
-from sme.storage.metrics import default_window, sequence_metrics
+from sme.storage.metrics import (
+    FORMATS,
+    default_window,
+    report_file,
+    report_json,
+    report_params,
+    sequence_metrics,
+)
 
 API = "/api/v1/035-sequential-messaging-engine"
 MAX_LIST = 1000
@@ -143,6 +150,50 @@ async def config_metrics(
         )
     store = request.app.state.gw.store
     return await sequence_metrics(store, config.workspace_id, config_id, start, end, granularity)
+
+
+@router.get(f"{API}/{{config_id}}/report", tags=["reporting"])
+async def config_report(
+    request: Request,
+    who: Caller,
+    config_id: str,
+    format: Literal["csv", "json", "parquet"] = "json",
+    from_: Annotated[date | None, Query(alias="from", description="UTC date, inclusive")] = None,
+    to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
+) -> Response:
+    """Daily metrics per arm and channel plus the lift summary. JSON carries both; CSV and
+    Parquet carry the daily rows, and the lift summary in the `SME-Lift` header (JSON)."""
+    config = _service(request).get(config_id, who.workspace_id)
+    start, end = default_window(datetime.now(UTC).date())
+    start, end = from_ or start, to or end
+    if end <= start:
+        raise HTTPException(
+            422, [{"loc": ["query", "to"], "msg": "must be after from", "type": "value_error"}]
+        )
+    store = request.app.state.gw.store
+    summary = await sequence_metrics(store, config.workspace_id, config_id, start, end, "day")
+    params = report_params(config.workspace_id, config_id, start, end)
+    if format == "json":
+        rows = await report_json(store, params)
+        body = {
+            "config_id": config_id,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "rows": rows,
+            "arms": summary["arms"],
+            "lift": summary["lift"],
+        }
+        return Response(orjson.dumps(body), media_type="application/json")
+    content = await report_file(store, params, format)
+    name = f"sme-{config_id}-{start.isoformat()}-{end.isoformat()}.{format}"
+    return Response(
+        content,
+        media_type=FORMATS[format][1],
+        headers={
+            "SME-Lift": orjson.dumps(summary["lift"]).decode(),
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )
 
 
 @router.delete(f"{API}/{{config_id}}", status_code=204, tags=["configurations"])

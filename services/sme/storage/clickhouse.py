@@ -159,6 +159,16 @@ class ClickHouseStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._read_thread, run)
 
+    async def raw(self, sql: str, parameters: dict[str, Any], fmt: str) -> bytes:
+        """A read returned in a ClickHouse output format (CSVWithNames, Parquet, ...)."""
+        reader = self._require(self._reader)
+        statement = sql.replace("{db}", self.database)
+
+        def run() -> bytes:
+            return bytes(reader.raw_query(statement, parameters=parameters, fmt=fmt))
+
+        return await asyncio.get_running_loop().run_in_executor(self._read_thread, run)
+
     async def ping(self) -> bool:
         try:
             result = await self.query("SELECT 1")

@@ -107,3 +107,50 @@ def _rates(row: dict[str, Any]) -> dict[str, float | None]:
 
 def default_window(today: date) -> tuple[date, date]:
     return today - timedelta(days=30), today + timedelta(days=1)
+
+
+REPORT_SQL = """
+SELECT toDate(occurred_at) AS day, arm, channel,
+    uniqExactIf(user_id, type = 'enrolled') AS enrolled,
+    countIf(type = 'command_emitted') AS sent,
+    countIf(type = 'feedback' AND event_type = 'delivered') AS delivered,
+    countIf(type = 'feedback' AND event_type = 'opened') AS opened,
+    countIf(type = 'feedback' AND event_type = 'clicked') AS clicked,
+    countIf(type = 'conversion') AS conversions,
+    sumIf(value, type = 'conversion') AS revenue,
+    countIf(type = 'feedback' AND event_type = 'unsubscribed') AS unsubscribed,
+    countIf(type = 'feedback' AND event_type = 'bounced') AS bounced,
+    countIf(type IN ('message_suppressed', 'step_skipped')) AS suppressed,
+    sumIf(cost, type = 'command_emitted') AS cost
+FROM {db}.activities FINAL
+WHERE workspace_id = {w:String} AND config_id = {c:String} AND arm != ''
+  AND occurred_at >= {since:DateTime64(3, 'UTC')} AND occurred_at < {until:DateTime64(3, 'UTC')}
+GROUP BY day, arm, channel ORDER BY day, arm, channel
+"""
+FORMATS = {
+    "csv": ("CSVWithNames", "text/csv"),
+    "parquet": ("Parquet", "application/vnd.apache.parquet"),
+}
+
+
+def report_params(workspace_id: str, config_id: str, start: date, end: date) -> dict[str, Any]:
+    return {
+        "w": workspace_id,
+        "c": config_id,
+        "since": datetime.combine(start, time.min, tzinfo=UTC),
+        "until": datetime.combine(end, time.min, tzinfo=UTC),
+    }
+
+
+async def report_json(store: ClickHouseStore, params: dict[str, Any]) -> list[dict[str, Any]]:
+    result = await store.query(REPORT_SQL, params)
+    rows = []
+    for values in result.result_rows:
+        row = dict(zip(result.column_names, values, strict=True))
+        row["day"] = row["day"].isoformat()
+        rows.append(row)
+    return rows
+
+
+async def report_file(store: ClickHouseStore, params: dict[str, Any], fmt: str) -> bytes:
+    return await store.raw(REPORT_SQL, params, FORMATS[fmt][0])
