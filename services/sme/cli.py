@@ -77,39 +77,42 @@ def run_configs_apply(settings: Settings, paths: list[Path]) -> None:
 
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
     """Fetch a report from the gateway (which owns the embedded store) over HTTP."""
-    import urllib.error
     import urllib.parse
-    import urllib.request
+
+    from sme.gateway_client import call, gateway_url
 
     query = {"format": args.format}
     if args.date_from:
         query["from"] = args.date_from
     if args.date_to:
         query["to"] = args.date_to
-    base = args.gateway or f"http://{settings.http_host}:{settings.http_port}"
-    if not base.startswith(("http://", "https://")):
-        print(f"sme report: --gateway must be an http(s) URL, not {base!r}", file=sys.stderr)
-        return 2
-    url = (
-        f"{base}/api/v1/035-sequential-messaging-engine/"
-        f"{urllib.parse.quote(args.config, safe='')}/report?{urllib.parse.urlencode(query)}"
+    path = (
+        f"/api/v1/035-sequential-messaging-engine/{urllib.parse.quote(args.config, safe='')}"
+        f"/report?{urllib.parse.urlencode(query)}"
     )
-    key = args.key or (settings.admin_api_key.get_secret_value() if settings.admin_api_key else "")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked above
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - http(s) only
-            body = response.read()
-    except urllib.error.HTTPError as exc:
-        print(f"sme report: {exc.code} {exc.read().decode(errors='replace')}", file=sys.stderr)
-        return 1
-    except urllib.error.URLError as exc:
-        print(f"sme report: gateway at {base} did not answer: {exc.reason}", file=sys.stderr)
-        return 1
+    body = call(settings, gateway_url(settings, args.gateway), path, args.key)
     if args.out:
         args.out.write_bytes(body)
     else:
         sys.stdout.buffer.write(body)
+    return 0
+
+
+def run_sql(settings: Settings, args: argparse.Namespace) -> int:
+    """One read-only query through the gateway; tab-separated output with a header."""
+    import orjson
+
+    from sme.gateway_client import call, gateway_url
+
+    request = orjson.dumps({"query": args.query, "max_rows": args.max_rows})
+    answer = orjson.loads(
+        call(settings, gateway_url(settings, args.gateway), "/api/v1/sql", args.key, request)
+    )
+    print("\t".join(answer["columns"]))
+    for row in answer["rows"]:
+        print("\t".join("" if v is None else str(v) for v in row))
+    if answer["truncated"]:
+        print(f"(truncated at {args.max_rows} rows)", file=sys.stderr)
     return 0
 
 
@@ -171,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, help="write to a file instead of standard output")
     report.add_argument("--gateway", help="gateway URL (default: from SME_HTTP_HOST/PORT)")
     report.add_argument("--key", help="API key (default: SME_ADMIN_API_KEY)")
+    sql = sub.add_parser(
+        "sql",
+        help="run a read-only SQL query through the gateway",
+        description="One read-only query against the SME ClickHouse database, through the "
+        "gateway (admin key; row and time limits). With a ClickHouse server, any client works too.",
+    )
+    sql.add_argument("query", help='e.g. "SELECT type, count() FROM activities GROUP BY type"')
+    sql.add_argument("--max-rows", type=int, default=1000)
+    sql.add_argument("--gateway", help="gateway URL (default: from SME_HTTP_HOST/PORT)")
+    sql.add_argument("--key", help="API key (default: SME_ADMIN_API_KEY)")
     keys = sub.add_parser(
         "keys",
         help="manage gateway API keys",
@@ -219,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "report":
             return run_report(settings, args)
+        if args.command == "sql":
+            return run_sql(settings, args)
         if args.command == "keys":
             from sme.gateway.auth import add_key
 

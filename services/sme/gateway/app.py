@@ -32,6 +32,7 @@ from sme.gateway.configs_api import router as configs_router
 from sme.gateway.dashboard import render_placeholder
 from sme.gateway.metrics import GatewayMetrics
 from sme.gateway.sink import ActivitySink
+from sme.gateway.sql_api import router as sql_router
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.queries import ActivityFilter, InvalidCursorError, activity_totals, list_activities
@@ -123,6 +124,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app = FastAPI(title="Sequential Messaging Engine", version="0.1.0", lifespan=lifespan)
     app.state.auth = authenticator
     app.include_router(configs_router)
+    app.include_router(sql_router)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Response:

@@ -78,6 +78,8 @@ class ClickHouseStore:
         self._reader: Client | None = None
         self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="ch-write")
         self._read_thread = ThreadPoolExecutor(1, thread_name_prefix="ch-read")
+        self._analyst: Client | None = None
+        self._analyst_thread = ThreadPoolExecutor(1, thread_name_prefix="ch-analyst")
 
     @property
     def embedded(self) -> bool:
@@ -106,21 +108,21 @@ class ClickHouseStore:
         return self
 
     def close(self) -> None:
-        for client in (self._writer, self._reader):
+        for client in (self._writer, self._reader, self._analyst):
             if client is not None:
                 try:
                     client.close()
                 except Exception:  # closing is best effort; the lock release below matters
                     log.exception("closing a ClickHouse client failed")
-        self._writer = self._reader = None
+        self._writer = self._reader = self._analyst = None
         if self._lock is not None:
             self._lock.release()
             self._lock = None
 
     async def aclose(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._write_thread, self.close)
-        self._write_thread.shutdown(wait=False)
-        self._read_thread.shutdown(wait=False)
+        for pool in (self._write_thread, self._read_thread, self._analyst_thread):
+            pool.shutdown(wait=False)
 
     # --- writes ---------------------------------------------------------------------------
     async def insert(
@@ -168,6 +170,23 @@ class ClickHouseStore:
             return bytes(reader.raw_query(statement, parameters=parameters, fmt=fmt))
 
         return await asyncio.get_running_loop().run_in_executor(self._read_thread, run)
+
+    async def analyst_query(self, sql: str, max_rows: int, max_seconds: float) -> QueryResult:
+        """An ad-hoc analyst query on a handle of its own that is read-only for good
+        (readonly=2 sticks to a chdb session, so it must never serve the service's reads)."""
+
+        def run() -> QueryResult:
+            if self._analyst is None:
+                self._analyst = clickhouse_connect.get_client(dsn=self.dsn, database=self.database)
+            settings = {
+                "readonly": 2,
+                "max_result_rows": max_rows,
+                "result_overflow_mode": "break",
+                "max_execution_time": max_seconds,
+            }
+            return self._analyst.query(sql, settings=settings)
+
+        return await asyncio.get_running_loop().run_in_executor(self._analyst_thread, run)
 
     async def ping(self) -> bool:
         try:
