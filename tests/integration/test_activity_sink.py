@@ -106,6 +106,9 @@ async def test_published_activities_land_in_clickhouse_and_offsets_are_committed
     async with running_sink(test_settings, store) as sink:
         await eventually(lambda: _eq(_stored(store), 50), what="50 rows in ClickHouse")
         await eventually(lambda: _eq(_committed(sink, test_settings), 50), what="offsets committed")
+        lag = sink.metrics.registry.get_sample_value
+        reported = [lag("sme_sink_consumer_lag", {"partition": str(p)}) for p in range(6)]
+        assert [v for v in reported if v is not None] and all(v in (None, 0) for v in reported)
 
 
 async def test_redelivered_activities_are_counted_once(

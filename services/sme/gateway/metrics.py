@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class GatewayMetrics:
@@ -26,6 +26,12 @@ class GatewayMetrics:
             "sme_automation_warnings_total",
             "Automation rules past their warning share, by metric.",
             ["metric"],
+            registry=registry,
+        )
+        self.sink_lag = Gauge(
+            "sme_sink_consumer_lag",
+            "Activity messages not yet read by the sink, by partition.",
+            ["partition"],
             registry=registry,
         )
         self.sink_insert_seconds = Histogram(

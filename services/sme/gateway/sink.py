@@ -109,7 +109,16 @@ class ActivitySink:
             for records in polled.values():
                 for record in records:
                     batch.add(record)
+        await self._report_lag()
         return batch
+
+    async def _report_lag(self) -> None:
+        """Lag per assigned partition: the broker's high-water mark minus our position."""
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                position = await self.consumer.position(tp)
+                self.metrics.sink_lag.labels(str(tp.partition)).set(max(highwater - position, 0))
 
     async def _store(self, batch: Batch) -> None:
         delay = 0.2
