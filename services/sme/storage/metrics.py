@@ -79,8 +79,13 @@ async def sequence_metrics(
         for key in COUNTS:
             total[key] += row[key]
     summary = {arm: {**totals, **_rates(totals)} for arm, totals in arms.items()}
+    # A window can hold conversions of users enrolled before it; the lift compares rates, so
+    # conversions are capped at the users enrolled in the window (a known approximation).
     lift = lift_report(
-        {arm: (int(t["conversions"]), int(t["enrolled"])) for arm, t in arms.items()}
+        {
+            arm: (min(int(t["conversions"]), int(t["enrolled"])), int(t["enrolled"]))
+            for arm, t in arms.items()
+        }
     )
     return {
         "config_id": config_id,
