@@ -266,3 +266,15 @@ async def test_every_version_is_kept_for_analysts_and_the_history_endpoint(
     ]
     assert items[1]["config"]["name"] == "Two"
     assert (await api.get(f"{API}/nope/versions")).status_code == 404
+
+
+async def test_concurrent_patches_through_one_gateway_never_lose_an_update(
+    api: httpx.AsyncClient,
+) -> None:
+    import asyncio
+
+    created = await create(api)
+    url = f"{API}/{created['id']}"
+    responses = await asyncio.gather(*(api.patch(url, json={"name": f"n{i}"}) for i in range(8)))
+    assert sorted(r.json()["version"] for r in responses) == list(range(2, 10))
+    assert (await api.get(url)).json()["version"] == 9

@@ -4,6 +4,7 @@ once, and record every change as an activity (who, what, old and new version).""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -81,6 +82,7 @@ class ConfigService:
         self.settings = settings
         self.registry = registry
         self.producer = producer
+        self._locks: dict[str, asyncio.Lock] = {}
 
     # --- sequences ----------------------------------------------------------------------
     async def create(self, body: dict[str, Any], actor: str) -> SequenceConfig:
@@ -128,6 +130,22 @@ class ConfigService:
         expected_version: int | None,
         actor: str,
         workspace_id: str | None = None,
+    ) -> SequenceConfig:
+        """Read-modify-write under a per-configuration lock, so two writes through this
+        gateway never both build on the same version (across gateways, use If-Match)."""
+        async with self._lock(config_id):
+            return await self._patch(config_id, patch, expected_version, actor, workspace_id)
+
+    def _lock(self, config_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(config_id, asyncio.Lock())
+
+    async def _patch(
+        self,
+        config_id: str,
+        patch: dict[str, Any],
+        expected_version: int | None,
+        actor: str,
+        workspace_id: str | None,
     ) -> SequenceConfig:
         current = self.get(config_id, workspace_id)
         if "version" in patch:
