@@ -164,3 +164,40 @@ async def test_the_spec_tables_are_views_with_the_spec_columns(test_settings: Se
         assert (figures["sent"], figures["cost"]) == (1, 0.25)
     finally:
         await store.aclose()
+
+
+async def test_the_daily_rollup_counts_each_activity_once_even_after_a_duplicated_insert(
+    test_settings: Settings,
+) -> None:
+    from sme.contracts.commands import Arm
+    from sme.storage.rollup import Rollup
+
+    store = await ClickHouseStore(
+        test_settings.clickhouse_dsn.get_secret_value(), test_settings.clickhouse_database
+    ).open_async()
+    try:
+        rollup = Rollup(store)
+        sends = [
+            activity_row(
+                _activity(n).model_copy(
+                    update={
+                        "type": ActivityType.COMMAND_EMITTED,
+                        "config_id": "cfg",
+                        "arm": Arm.ADAPTIVE,
+                        "cost": 0.5,
+                    }
+                )
+            )
+            for n in range(10)
+        ]
+        await store.insert("activities", sends, ACTIVITY_COLUMNS)
+        assert await rollup.refresh() == 1
+        await store.insert("activities", sends[:6], ACTIVITY_COLUMNS)  # a redelivered batch
+        await rollup.refresh()
+        totals = await store.query(
+            "SELECT sum(sent), sum(cost) FROM {db}.daily_rollup FINAL WHERE config_id = 'cfg'"
+        )
+        assert totals.result_rows == [(10, 5.0)]
+        assert await rollup.refresh() == 0, "nothing new, nothing recomputed"
+    finally:
+        await store.aclose()

@@ -57,7 +57,9 @@ async def test_after_erasure_nothing_about_the_user_is_left(test_settings: Setti
     }
     async with running_gateway(s) as api, running_engine(s) as engine:
         store: ClickHouseStore = api.gateway_app.state.gw.store  # type: ignore[attr-defined]
-        assert (await api.post(API, json=sequence)).status_code == 201
+        created = await api.post(API, json=sequence)
+        assert created.status_code == 201
+        metrics_url = f"{API}/{created.json()['id']}/metrics"
         await publish(s.kafka_bootstrap_servers, s.topic_events, [signup("ada"), signup("bob")])
 
         async def both_recorded() -> bool:
@@ -76,6 +78,8 @@ async def test_after_erasure_nothing_about_the_user_is_left(test_settings: Setti
 
         await eventually(erased, timeout=30, what="ada gone from ClickHouse and the engine")
         assert await rows_of(store, "bob") >= 4, "other users are untouched"
+        enrolled = (await api.get(metrics_url)).json()["arms"]["baseline"]["enrolled"]
+        assert enrolled == 1, "the rollup was recomputed without the erased user"
         assert engine.users.get(state_key("acme", "bob").encode()) is not None
         logged = await store.query(
             "SELECT user_id, details FROM {db}.activities FINAL WHERE type = 'user_erased'"

@@ -36,6 +36,7 @@ from sme.gateway.sql_api import router as sql_router
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.queries import ActivityFilter, InvalidCursorError, activity_totals, list_activities
+from sme.storage.rollup import Rollup
 from sme.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class GatewayState:
     history: ConfigHistory
     history_task: asyncio.Task[None]
     automation_task: asyncio.Task[None]
+    rollup: Rollup
+    rollup_task: asyncio.Task[None]
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
@@ -72,7 +75,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         try:
             await ensure_topics(settings)
             await producer.start()
-            sink = ActivitySink(settings, store, producer, metrics)
+            rollup = Rollup(store)
+            sink = ActivitySink(settings, store, producer, metrics, rollup)
+            rollup_task = asyncio.create_task(rollup.run(5.0), name="rollup")
+            rollup_task.add_done_callback(_report_task_exit)
             task = asyncio.create_task(sink.run(), name="activity-sink")
             task.add_done_callback(_report_task_exit)
             registry = ConfigRegistry()
@@ -104,6 +110,8 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                 history,
                 history_task,
                 automation_task,
+                rollup,
+                rollup_task,
             )
             yield
         finally:

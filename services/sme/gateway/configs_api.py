@@ -148,6 +148,7 @@ async def config_metrics(
         raise HTTPException(
             422, [{"loc": ["query", "to"], "msg": "must be after from", "type": "value_error"}]
         )
+    await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
     return await sequence_metrics(store, config.workspace_id, config_id, start, end, granularity)
 
@@ -170,6 +171,7 @@ async def config_report(
         raise HTTPException(
             422, [{"loc": ["query", "to"], "msg": "must be after from", "type": "value_error"}]
         )
+    await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
     summary = await sequence_metrics(store, config.workspace_id, config_id, start, end, "day")
     params = report_params(config.workspace_id, config_id, start, end)

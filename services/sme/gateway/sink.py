@@ -26,6 +26,7 @@ from sme.gateway.metrics import GatewayMetrics
 from sme.settings import Settings
 from sme.storage.activities import ACTIVITY_COLUMNS, activity_row
 from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.rollup import Rollup
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ class ActivitySink:
         store: ClickHouseStore,
         producer: AIOKafkaProducer,
         metrics: GatewayMetrics,
+        rollup: Rollup | None = None,
     ) -> None:
+        self.rollup = rollup
         self.settings = settings
         self.store = store
         self.producer = producer
@@ -129,7 +132,7 @@ class ActivitySink:
                     await self.store.insert("activities", batch.rows, ACTIVITY_COLUMNS)
                     self.metrics.sink_insert_seconds.observe(time.perf_counter() - started)
                 for workspace_id, user_id in batch.erasures:
-                    await self.store.erase_user(workspace_id, user_id)
+                    await self._erase(workspace_id, user_id)
                 for record, rejection in batch.rejects:
                     await self._dead_letter(record, rejection)
                 break
@@ -147,6 +150,14 @@ class ActivitySink:
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
         self.metrics.sink_rows.inc(len(batch.rows))
         self.metrics.sink_batches.inc()
+
+    async def _erase(self, workspace_id: str, user_id: str) -> None:
+        """Delete the user's rows, then recompute the rollup days they were counted in."""
+        days = await self.rollup.days_of_user(workspace_id, user_id) if self.rollup else []
+        await self.store.erase_user(workspace_id, user_id)
+        if self.rollup is not None:
+            for config_id, day in days:
+                await self.rollup.recompute(workspace_id, config_id, day)
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], rejection: Rejection

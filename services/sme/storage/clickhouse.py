@@ -135,6 +135,16 @@ class ClickHouseStore:
 
         await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
 
+    async def execute(self, sql: str, parameters: dict[str, Any]) -> None:
+        """A write statement on the writer handle (`{db}` is the database identifier)."""
+        writer = self._require(self._writer)
+        statement = sql.replace("{db}", self.database)
+
+        def run() -> None:
+            writer.command(statement, parameters=parameters)
+
+        await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
+
     async def erase_user(self, workspace_id: str, user_id: str) -> None:
         """Delete every activity row of one user (a lightweight delete: gone from reads at
         once, physically removed at the next merge)."""

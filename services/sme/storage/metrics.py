@@ -1,6 +1,6 @@
-"""Performance metrics of one sequence from `activities`: per arm and per day (or week), the
-counts and rates the dashboard and reports show, and the lift from the same function the
-simulator uses. Each activity id counts once (FINAL)."""
+"""Performance metrics of one sequence from the daily rollup of `activities`: per arm and per
+day (or week), the counts and rates the dashboard and reports show, and the lift from the
+same function the simulator uses. Each activity id counts once (the rollup reads FINAL)."""
 
 from __future__ import annotations
 
@@ -27,23 +27,14 @@ COUNTS = (
 )
 SQL = """
 SELECT {bucket} AS period, arm,
-    uniqExactIf(user_id, type = 'enrolled'),
-    countIf(type = 'command_emitted'),
-    countIf(type = 'feedback' AND event_type = 'delivered'),
-    countIf(type = 'feedback' AND event_type = 'opened'),
-    countIf(type = 'feedback' AND event_type = 'clicked'),
-    countIf(type = 'conversion'),
-    sumIf(value, type = 'conversion'),
-    countIf(type = 'feedback' AND event_type = 'unsubscribed'),
-    countIf(type = 'feedback' AND event_type = 'bounced'),
-    countIf(type IN ('message_suppressed', 'step_skipped')),
-    sumIf(cost, type = 'command_emitted')
-FROM {{db}}.activities FINAL
-WHERE workspace_id = {{w:String}} AND config_id = {{c:String}} AND arm != ''
-  AND occurred_at >= {{since:DateTime64(3, 'UTC')}} AND occurred_at < {{until:DateTime64(3, 'UTC')}}
+    sum(enrolled), sum(sent), sum(delivered), sum(opened), sum(clicked), sum(conversions),
+    sum(revenue), sum(unsubscribed), sum(bounced), sum(suppressed), sum(cost)
+FROM {{db}}.daily_rollup FINAL
+WHERE workspace_id = {{w:String}} AND config_id = {{c:String}}
+  AND day >= {{since:Date}} AND day < {{until:Date}}
 GROUP BY period, arm ORDER BY period, arm
 """
-BUCKETS = {"day": "toDate(occurred_at)", "week": "toMonday(occurred_at)"}
+BUCKETS = {"day": "day", "week": "toMonday(day)"}
 
 
 async def sequence_metrics(
@@ -54,12 +45,11 @@ async def sequence_metrics(
     end: date,
     granularity: Literal["day", "week"],
 ) -> dict[str, Any]:
-    """`start` inclusive, `end` exclusive, UTC dates."""
-    since = datetime.combine(start, time.min, tzinfo=UTC)
-    until = datetime.combine(end, time.min, tzinfo=UTC)
+    """`start` inclusive, `end` exclusive, UTC dates; read from the daily rollup (refresh
+    it first for up-to-the-second figures)."""
     result = await store.query(
         SQL.format(bucket=BUCKETS[granularity]),
-        {"w": workspace_id, "c": config_id, "since": since, "until": until},
+        {"w": workspace_id, "c": config_id, "since": start, "until": end},
     )
     series: list[dict[str, Any]] = []
     arms: dict[str, dict[str, float]] = {}
