@@ -201,3 +201,38 @@ async def test_the_daily_rollup_counts_each_activity_once_even_after_a_duplicate
         assert await rollup.refresh() == 0, "nothing new, nothing recomputed"
     finally:
         await store.aclose()
+
+
+async def test_after_a_restart_the_rollup_continues_instead_of_rebuilding(
+    test_settings: Settings,
+) -> None:
+    from datetime import timedelta
+
+    from sme.contracts.commands import Arm
+    from sme.storage.rollup import Rollup
+
+    store = await ClickHouseStore(
+        test_settings.clickhouse_dsn.get_secret_value(), test_settings.clickhouse_database
+    ).open_async()
+    try:
+        an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        old = [
+            [
+                *activity_row(
+                    _activity(n).model_copy(
+                        update={
+                            "type": ActivityType.COMMAND_EMITTED,
+                            "config_id": "cfg",
+                            "arm": Arm.BASELINE,
+                        }
+                    )
+                ),
+                an_hour_ago,
+            ]
+            for n in range(5)
+        ]
+        await store.insert("activities", old, [*ACTIVITY_COLUMNS, "inserted_at"])
+        assert await Rollup(store).refresh() == 1
+        assert await Rollup(store).refresh() == 0, "a new process resumes from the last refresh"
+    finally:
+        await store.aclose()

@@ -6,7 +6,7 @@ task keeps it warm, so reports are exact and fast."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sme.storage.clickhouse import ClickHouseStore
@@ -43,6 +43,9 @@ GROUP BY workspace_id, config_id, day, arm, channel, step_id
 """
 
 
+RESUME_MARGIN = timedelta(minutes=1)
+
+
 class Rollup:
     def __init__(self, store: ClickHouseStore) -> None:
         self.store = store
@@ -58,12 +61,26 @@ class Rollup:
             upto = upto_rows[0][0]
             if upto is None or (self._watermark is not None and upto <= self._watermark):
                 return 0
+            if self._watermark is None:
+                self._watermark = await self._resume_point()
             after = self._watermark or datetime(1970, 1, 1, tzinfo=UTC)
             touched = (await self.store.query(TOUCHED, {"after": after, "upto": upto})).result_rows
             for workspace_id, config_id, day in touched:
                 await self.recompute(workspace_id, config_id, day)
             self._watermark = upto
             return len(touched)
+
+    async def _resume_point(self) -> datetime | None:
+        """After a restart, continue from the last refresh (less a margin for rows that were
+        being inserted while it ran) instead of rebuilding every day."""
+        rows = (
+            await self.store.query("SELECT max(computed_at), count() FROM {db}.daily_rollup")
+        ).result_rows
+        last, count = rows[0]
+        if not count:
+            return None
+        resumed: datetime = last - RESUME_MARGIN
+        return resumed
 
     async def recompute(self, workspace_id: str, config_id: str, day: Any) -> None:
         params = {"w": workspace_id, "c": config_id, "d": day}
