@@ -4,14 +4,13 @@ rule and figures, and it is logged as an activity."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-import orjson
 import pytest
 
 from sme.settings import Settings
 from sme.topics import ensure_topics
+from tests.support.events import event
 from tests.support.gateway import running_gateway
 from tests.support.kafka_io import TopicReader, publish
 from tests.support.runtime import running_engine
@@ -19,18 +18,6 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 API = "/api/v1/035-sequential-messaging-engine"
-
-
-def event(event_id: str, user: str, kind: str, **extra: Any) -> tuple[bytes, bytes]:
-    body = {
-        "event_id": event_id,
-        "workspace_id": "acme",
-        "user_id": user,
-        "type": kind,
-        "occurred_at": datetime.now().astimezone().isoformat(),
-        **extra,
-    }
-    return user.encode(), orjson.dumps(body)
 
 
 async def test_a_sequence_past_its_unsubscribe_threshold_is_paused_and_says_why(

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
 from sme.topics import ensure_topics
+from tests.support.events import event
 from tests.support.gateway import running_gateway
 from tests.support.kafka_io import publish
 from tests.support.runtime import running_engine
@@ -19,18 +19,6 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 API = "/api/v1/035-sequential-messaging-engine"
-
-
-def event(event_id: str, user: str, kind: str, **extra: Any) -> tuple[bytes, bytes]:
-    body = {
-        "event_id": event_id,
-        "workspace_id": "acme",
-        "user_id": user,
-        "type": kind,
-        "occurred_at": datetime.now().astimezone().isoformat(),
-        **extra,
-    }
-    return user.encode(), orjson.dumps(body)
 
 
 async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(

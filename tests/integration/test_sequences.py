@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 
 from sme.settings import Settings
 from sme.topics import ensure_topics
+from tests.support.events import event
 from tests.support.kafka_io import TopicReader, publish, publish_config
 from tests.support.runtime import engine_and_sink, running_engine
 from tests.support.waiting import eventually
@@ -38,18 +38,6 @@ THREE_STEPS: dict[str, Any] = {
     ],
     "experiment": {"holdout_pct": 0, "baseline_pct": 100},
 }
-
-
-def event(event_id: str, user: str, kind: str, **extra: Any) -> tuple[bytes, bytes]:
-    body = {
-        "event_id": event_id,
-        "workspace_id": "acme",
-        "user_id": user,
-        "type": kind,
-        "occurred_at": datetime.now().astimezone().isoformat(),
-        **extra,
-    }
-    return user.encode(), orjson.dumps(body)
 
 
 def decided(command: dict[str, object]) -> datetime:

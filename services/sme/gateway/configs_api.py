@@ -129,6 +129,17 @@ async def config_versions(request: Request, who: Caller, config_id: str) -> dict
     return {"items": items}
 
 
+def _window(from_: date | None, to: date | None) -> tuple[date, date]:
+    """A report window: `from` inclusive, `to` exclusive; defaults to the last 30 days."""
+    start, end = default_window(datetime.now(UTC).date())
+    start, end = from_ or start, to or end
+    if end <= start:
+        raise HTTPException(
+            422, [{"loc": ["query", "to"], "msg": "must be after from", "type": "value_error"}]
+        )
+    return start, end
+
+
 @router.get(f"{API}/{{config_id}}/metrics", tags=["reporting"])
 async def config_metrics(
     request: Request,
@@ -142,12 +153,7 @@ async def config_metrics(
     delivered, opened, clicked, conversions, revenue, unsubscribed, bounced, suppressed,
     cost and rates; the lift of adaptive vs baseline and vs holdout with 95% CIs."""
     config = _service(request).get(config_id, who.workspace_id)
-    start, end = default_window(datetime.now(UTC).date())
-    start, end = from_ or start, to or end
-    if end <= start:
-        raise HTTPException(
-            422, [{"loc": ["query", "to"], "msg": "must be after from", "type": "value_error"}]
-        )
+    start, end = _window(from_, to)
     await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
     return await sequence_metrics(store, config.workspace_id, config_id, start, end, granularity)
@@ -165,12 +171,7 @@ async def config_report(
     """Daily metrics per arm and channel plus the lift summary. JSON carries both; CSV and
     Parquet carry the daily rows, and the lift summary in the `SME-Lift` header (JSON)."""
     config = _service(request).get(config_id, who.workspace_id)
-    start, end = default_window(datetime.now(UTC).date())
-    start, end = from_ or start, to or end
-    if end <= start:
-        raise HTTPException(
-            422, [{"loc": ["query", "to"], "msg": "must be after from", "type": "value_error"}]
-        )
+    start, end = _window(from_, to)
     await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
     summary = await sequence_metrics(store, config.workspace_id, config_id, start, end, "day")
