@@ -47,7 +47,8 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         await publish(
             s.kafka_bootstrap_servers,
             s.topic_events,
-            [event(f"p-{u}", u, "purchased", properties={"amount": 10}) for u in users[::3]],
+            [event(f"p-{u}", u, "purchased", properties={"amount": 10}) for u in users[::3]]
+            + [(b"m0", b'{"workspace_id": "acme", "user_id": "m0", "type": "bad"}')],
         )
 
         async def converted() -> bool:
@@ -87,6 +88,38 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         for name in ("vs_baseline", "vs_holdout"):
             lift = body["lift"][name]
             assert lift is None or lift["ci95_low"] <= lift["estimate"] <= lift["ci95_high"]
+
+        # per channel, suppressions by reason, incremental figures and the error rate
+        by_channel = (
+            await store.query(
+                "SELECT if(channel = '', 'none', channel), countIf(type = 'command_emitted'), "
+                "countIf(type = 'conversion') FROM {db}.activities FINAL "
+                "WHERE arm != '' GROUP BY 1 ORDER BY 1"
+            )
+        ).result_rows
+        assert [
+            (name, c["sent"], c["conversions"]) for name, c in sorted(body["channels"].items())
+        ] == [tuple(row) for row in by_channel]
+        holdout = body["arms"]["holdout"]
+        skipped = (
+            await store.query(
+                "SELECT count() FROM {db}.activities FINAL "
+                "WHERE arm = 'holdout' AND type = 'message_suppressed' AND reason_code = 'holdout'"
+            )
+        ).result_rows[0][0]
+        assert skipped == holdout["enrolled"] > 0
+        assert body["suppressed_by_reason"]["holdout"] == {"holdout": skipped}
+        adaptive, inc = body["arms"]["adaptive"], body["incremental"]["adaptive"]
+        expected = adaptive["revenue"] - adaptive["enrolled"] * (
+            holdout["revenue"] / holdout["enrolled"]
+        )
+        assert inc["revenue"] == pytest.approx(expected)
+        assert inc["roi"] == pytest.approx((expected - adaptive["cost"]) / adaptive["cost"])
+        assert body["reliability"]["rejected"] == 1
+        assert body["reliability"]["received"] == len(users) + len(users[::3])
+        assert body["reliability"]["error_rate"] == pytest.approx(
+            1 / (len(users) + len(users[::3]) + 1)
+        )
 
         backwards = await api.get(
             f"{API}/{created['id']}/metrics", params={"from": "2026-02-02", "to": "2026-02-01"}

@@ -1,14 +1,18 @@
-"""Performance metrics of one sequence from the daily rollup of `activities`: per arm and per
-day (or week), the counts and rates the dashboard and reports show, and the lift from the
-same function the simulator uses. Each activity id counts once (the rollup reads FINAL)."""
+"""Performance metrics of one sequence from the daily rollup of `activities`: per arm, per
+channel and per day (or week), the counts and rates the dashboard and reports show,
+suppressions by reason, the workspace's event error rate, the lift from the same function the
+simulator uses, and incremental conversions, revenue and ROI over the holdout. Each activity
+id counts once (the rollup reads FINAL)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sme.core.lift import lift_report
+from sme.core.roi import ArmTotals, incremental_report
 from sme.storage.clickhouse import ClickHouseStore
 
 UTC = ZoneInfo("UTC")
@@ -25,14 +29,28 @@ COUNTS = (
     "suppressed",
     "cost",
 )
+MONEY = frozenset({"revenue", "cost"})
+NO_CHANNEL = "none"  # enrollments, conversions without a credited message, ...
+# One pass over the rollup: per (period, arm) for the trend, per (period, channel) for the
+# channel trend, per (arm, channel) for the channel mix. grouping() flags which set a row is
+# of (a bit is 1 where the column is aggregated away).
 SQL = """
-SELECT {bucket} AS period, arm,
+SELECT {bucket} AS period, arm, channel, grouping(period, arm, channel) AS grouping_set,
     sum(enrolled), sum(sent), sum(delivered), sum(opened), sum(clicked), sum(conversions),
-    sum(revenue), sum(unsubscribed), sum(bounced), sum(suppressed), sum(cost)
+    sum(revenue), sum(unsubscribed), sum(bounced), sum(suppressed), sum(cost),
+    sumMap(suppressed_by_reason)
 FROM {{db}}.daily_rollup FINAL
 WHERE workspace_id = {{w:String}} AND config_id = {{c:String}}
   AND day >= {{since:Date}} AND day < {{until:Date}}
-GROUP BY period, arm ORDER BY period, arm
+GROUP BY GROUPING SETS ((period, arm), (period, channel), (arm, channel))
+ORDER BY grouping_set, period, arm, channel
+"""
+BY_PERIOD_ARM, BY_PERIOD_CHANNEL, BY_ARM_CHANNEL = 1, 2, 4
+EVENTS_SQL = """
+SELECT {bucket} AS period, sum(received), sum(duplicates), sum(rejected)
+FROM {{db}}.daily_events FINAL
+WHERE workspace_id = {{w:String}} AND day >= {{since:Date}} AND day < {{until:Date}}
+GROUP BY period ORDER BY period
 """
 BUCKETS = {"day": "day", "week": "toMonday(day)"}
 
@@ -47,27 +65,31 @@ async def sequence_metrics(
 ) -> dict[str, Any]:
     """`start` inclusive, `end` exclusive, UTC dates; read from the daily rollup (refresh
     it first for up-to-the-second figures)."""
-    result = await store.query(
-        SQL.format(bucket=BUCKETS[granularity]),
-        {"w": workspace_id, "c": config_id, "since": start, "until": end},
-    )
+    params = {"w": workspace_id, "c": config_id, "since": start, "until": end}
+    result = await store.query(SQL.format(bucket=BUCKETS[granularity]), params)
     series: list[dict[str, Any]] = []
-    arms: dict[str, dict[str, float]] = {}
-    for period, arm, *values in result.result_rows:
-        row = dict(
-            zip(
-                COUNTS,
-                (
-                    float(v) if k in ("revenue", "cost") else int(v)
-                    for k, v in zip(COUNTS, values, strict=True)
-                ),
-                strict=True,
-            )
-        )
-        series.append({"period": period.isoformat(), "arm": arm, **row, **_rates(row)})
-        total = arms.setdefault(arm, dict.fromkeys(COUNTS, 0))
-        for key in COUNTS:
-            total[key] += row[key]
+    channel_series: list[dict[str, Any]] = []
+    arms: dict[str, dict[str, Any]] = {}
+    channels: dict[str, dict[str, Any]] = {}
+    reasons: dict[str, dict[str, int]] = {}
+    for period, arm, channel, grouping_set, *values in result.result_rows:
+        row = _counts(values[: len(COUNTS)])
+        if grouping_set == BY_PERIOD_ARM:
+            series.append({"period": period.isoformat(), "arm": arm, **row, **_rates(row)})
+        elif grouping_set == BY_PERIOD_CHANNEL:
+            name = channel or NO_CHANNEL
+            channel_series.append({"period": period.isoformat(), "channel": name, **row})
+        elif grouping_set == BY_ARM_CHANNEL:
+            name = channel or NO_CHANNEL
+            _add(arms.setdefault(arm, dict.fromkeys(COUNTS, 0)), row)
+            entry = channels.setdefault(name, {**dict.fromkeys(COUNTS, 0), "arms": {}})
+            _add(entry, row)
+            entry["arms"][arm] = {**row, **_rates(row)}
+            by_reason = reasons.setdefault(arm, {})
+            for reason, count in values[len(COUNTS)].items():
+                by_reason[reason or "unspecified"] = by_reason.get(reason, 0) + int(count)
+    for entry in channels.values():
+        entry.update(_rates(entry))
     summary = {arm: {**totals, **_rates(totals)} for arm, totals in arms.items()}
     # A window can hold conversions of users enrolled before it; the lift compares rates, so
     # conversions are capped at the users enrolled in the window (a known approximation).
@@ -77,15 +99,66 @@ async def sequence_metrics(
             for arm, t in arms.items()
         }
     )
+    increments = incremental_report(
+        {
+            arm: ArmTotals(
+                int(t["enrolled"]), int(t["conversions"]), float(t["revenue"]), float(t["cost"])
+            )
+            for arm, t in arms.items()
+        }
+    )
     return {
         "config_id": config_id,
         "from": start.isoformat(),
         "to": end.isoformat(),
         "granularity": granularity,
         "arms": summary,
+        "channels": channels,
+        "suppressed_by_reason": {
+            arm: dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+            for arm, counts in sorted(reasons.items())
+        },
         "series": series,
+        "channel_series": channel_series,
         "lift": {name: (value.to_dict() if value else None) for name, value in lift.items()},
+        "incremental": {
+            name: (value.to_dict() if value else None) for name, value in increments.items()
+        },
+        "reliability": await _reliability(store, params, granularity),
     }
+
+
+async def _reliability(
+    store: ClickHouseStore, params: dict[str, Any], granularity: str
+) -> dict[str, Any]:
+    """The workspace's event intake: a dead-lettered event could not be read, so it belongs
+    to no sequence; its error rate is SC-002's."""
+    result = await store.query(EVENTS_SQL.format(bucket=BUCKETS[granularity]), params)
+    series = []
+    totals = {"received": 0, "duplicates": 0, "rejected": 0}
+    for period, received, duplicates, rejected in result.result_rows:
+        row = {"received": int(received), "duplicates": int(duplicates), "rejected": int(rejected)}
+        for key, value in row.items():
+            totals[key] += value
+        series.append({"period": period.isoformat(), **row, "error_rate": _error_rate(row)})
+    return {"scope": "workspace", **totals, "error_rate": _error_rate(totals), "series": series}
+
+
+def _error_rate(row: dict[str, int]) -> float | None:
+    total = row["received"] + row["duplicates"] + row["rejected"]
+    return row["rejected"] / total if total else None
+
+
+def _counts(values: Sequence[Any]) -> dict[str, Any]:
+    return {
+        key: float(value) if key in MONEY else int(value)
+        for key, value in zip(COUNTS, values, strict=True)
+    }
+
+
+def _add(total: dict[str, Any], row: dict[str, Any]) -> None:
+    for key in COUNTS:
+        total[key] += row[key]
 
 
 def _rates(row: dict[str, Any]) -> dict[str, float | None]:
@@ -94,8 +167,11 @@ def _rates(row: dict[str, Any]) -> dict[str, float | None]:
 
     return {
         "conversion_rate": ratio(row["conversions"], row["enrolled"]),
+        "delivery_rate": ratio(row["delivered"], row["sent"]),
+        "open_rate": ratio(row["opened"], row["sent"]),
         "click_rate": ratio(row["clicked"], row["sent"]),
         "unsubscribe_rate": ratio(row["unsubscribed"], row["sent"]),
+        "bounce_rate": ratio(row["bounced"], row["sent"]),
         "cost_per_conversion": ratio(row["cost"], row["conversions"]),
     }
 

@@ -1,29 +1,21 @@
-"""Daily rollups that count each activity id once: every (workspace, config, day) that
-received activity rows since the last refresh is recomputed from `activities FINAL` and
-replaces its rollup rows. Reads refresh first (cheap when nothing is new), and a background
-task keeps it warm, so reports are exact and fast."""
+"""Daily rollups that count each activity id once.
+
+`daily_rollup` holds per (workspace, config, day, arm, channel, step) counts and
+`daily_events` per (workspace, day) event intake (received, duplicates, dead-lettered). Every
+day that received activity rows since the last refresh is recomputed from `activities FINAL`
+and replaces its rollup rows; an empty rollup is built in one pass. Reads refresh first
+(cheap when nothing is new), and a background task keeps it warm, so reports are exact and
+fast."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sme.storage.clickhouse import ClickHouseStore
 
-TOUCHED = """
-SELECT DISTINCT workspace_id, config_id, toDate(occurred_at)
-FROM {db}.activities
-WHERE inserted_at > {after:DateTime64(3, 'UTC')} AND inserted_at <= {upto:DateTime64(3, 'UTC')}
-  AND config_id != '' AND arm != ''
-"""
-DELETE = """
-DELETE FROM {db}.daily_rollup
-WHERE workspace_id = {w:String} AND config_id = {c:String} AND day = {d:Date}
-"""
-RECOMPUTE = """
-INSERT INTO {db}.daily_rollup
-SELECT workspace_id, config_id, toDate(occurred_at) AS day, arm, channel, step_id,
+SEQUENCE_COLUMNS = """
     uniqExactIf(user_id, type = 'enrolled'),
     countIf(type = 'command_emitted'),
     countIf(type = 'feedback' AND event_type = 'delivered'),
@@ -34,14 +26,63 @@ SELECT workspace_id, config_id, toDate(occurred_at) AS day, arm, channel, step_i
     countIf(type = 'feedback' AND event_type = 'unsubscribed'),
     countIf(type = 'feedback' AND event_type = 'bounced'),
     countIf(type IN ('message_suppressed', 'step_skipped')),
+    sumMapIf(map(toString(reason_code), toUInt64(1)),
+             type IN ('message_suppressed', 'step_skipped')),
     sumIf(cost, type = 'command_emitted'),
-    now64(3)
-FROM {db}.activities FINAL
-WHERE workspace_id = {w:String} AND config_id = {c:String}
-  AND toDate(occurred_at) = {d:Date} AND arm != ''
-GROUP BY workspace_id, config_id, day, arm, channel, step_id
-"""
+    now64(3)"""
+SEQUENCE_INSERT = """
+INSERT INTO {db}.daily_rollup
+    (workspace_id, config_id, day, arm, channel, step_id, enrolled, sent, delivered, opened,
+     clicked, conversions, revenue, unsubscribed, bounced, suppressed, suppressed_by_reason,
+     cost, computed_at)"""
+EVENT_TYPES = "('event_received', 'event_duplicate', 'event_rejected')"
+EVENTS_INSERT = """
+INSERT INTO {db}.daily_events (workspace_id, day, received, duplicates, rejected, computed_at)"""
+EVENTS_COLUMNS = """
+    countIf(type = 'event_received'), countIf(type = 'event_duplicate'),
+    countIf(type = 'event_rejected'), now64(3)"""
 
+TOUCHED = f"""
+SELECT DISTINCT workspace_id, config_id, toDate(occurred_at)
+FROM {{db}}.activities
+WHERE inserted_at > {{after:DateTime64(3, 'UTC')}} AND inserted_at <= {{upto:DateTime64(3, 'UTC')}}
+  AND ((config_id != '' AND arm != '') OR type IN {EVENT_TYPES})
+"""  # noqa: S608 - composed of module constants
+DELETE_SEQUENCE_DAY = """
+DELETE FROM {db}.daily_rollup
+WHERE workspace_id = {w:String} AND config_id = {c:String} AND day = {d:Date}
+"""
+RECOMPUTE_SEQUENCE_DAY = f"""{SEQUENCE_INSERT}
+SELECT workspace_id, config_id, toDate(occurred_at) AS day, arm, channel, step_id,
+{SEQUENCE_COLUMNS}
+FROM {{db}}.activities FINAL
+WHERE workspace_id = {{w:String}} AND config_id = {{c:String}}
+  AND toDate(occurred_at) = {{d:Date}} AND arm != ''
+GROUP BY workspace_id, config_id, day, arm, channel, step_id
+"""  # noqa: S608 - composed of module constants
+DELETE_EVENTS_DAY = """
+DELETE FROM {db}.daily_events WHERE workspace_id = {w:String} AND day = {d:Date}
+"""
+RECOMPUTE_EVENTS_DAY = f"""{EVENTS_INSERT}
+SELECT workspace_id, toDate(occurred_at) AS day, {EVENTS_COLUMNS}
+FROM {{db}}.activities FINAL
+WHERE workspace_id = {{w:String}} AND config_id = '' AND type IN {EVENT_TYPES}
+  AND toDate(occurred_at) = {{d:Date}}
+GROUP BY workspace_id, day
+"""  # noqa: S608 - composed of module constants
+BUILD_SEQUENCES = f"""{SEQUENCE_INSERT}
+SELECT workspace_id, config_id, toDate(occurred_at) AS day, arm, channel, step_id,
+{SEQUENCE_COLUMNS}
+FROM {{db}}.activities FINAL
+WHERE config_id != '' AND arm != '' AND inserted_at <= {{upto:DateTime64(3, 'UTC')}}
+GROUP BY workspace_id, config_id, day, arm, channel, step_id
+"""  # noqa: S608 - composed of module constants
+BUILD_EVENTS = f"""{EVENTS_INSERT}
+SELECT workspace_id, toDate(occurred_at) AS day, {EVENTS_COLUMNS}
+FROM {{db}}.activities FINAL
+WHERE config_id = '' AND type IN {EVENT_TYPES} AND inserted_at <= {{upto:DateTime64(3, 'UTC')}}
+GROUP BY workspace_id, day
+"""  # noqa: S608 - composed of module constants
 
 RESUME_MARGIN = timedelta(minutes=1)
 
@@ -53,7 +94,8 @@ class Rollup:
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> int:
-        """Recompute every day that received rows since the last refresh; returns how many."""
+        """Recompute every day that received rows since the last refresh; returns how many
+        (workspace, config, day) groups were recomputed (-1 for a full build)."""
         async with self._lock:
             upto_rows = (
                 await self.store.query("SELECT max(inserted_at) FROM {db}.activities")
@@ -63,18 +105,36 @@ class Rollup:
                 return 0
             if self._watermark is None:
                 self._watermark = await self._resume_point()
-            after = self._watermark or datetime(1970, 1, 1, tzinfo=UTC)
-            touched = (await self.store.query(TOUCHED, {"after": after, "upto": upto})).result_rows
+                if self._watermark is None:
+                    await self._build(upto)
+                    self._watermark = upto
+                    return -1
+            touched = (
+                await self.store.query(TOUCHED, {"after": self._watermark, "upto": upto})
+            ).result_rows
             for workspace_id, config_id, day in touched:
                 await self.recompute(workspace_id, config_id, day)
             self._watermark = upto
             return len(touched)
 
+    async def _build(self, upto: datetime) -> None:
+        """An empty rollup (first start, or after a migration emptied it) is built in one
+        pass over `activities` rather than one query per day. Anything inserted meanwhile is
+        after `upto` and is picked up by the next refresh."""
+        await self.store.execute("TRUNCATE TABLE {db}.daily_rollup", {})
+        await self.store.execute("TRUNCATE TABLE {db}.daily_events", {})
+        await self.store.execute(BUILD_SEQUENCES, {"upto": upto})
+        await self.store.execute(BUILD_EVENTS, {"upto": upto})
+
     async def _resume_point(self) -> datetime | None:
         """After a restart, continue from the last refresh (less a margin for rows that were
         being inserted while it ran) instead of rebuilding every day."""
         rows = (
-            await self.store.query("SELECT max(computed_at), count() FROM {db}.daily_rollup")
+            await self.store.query(
+                "SELECT greatest((SELECT max(computed_at) FROM {db}.daily_rollup),"
+                " (SELECT max(computed_at) FROM {db}.daily_events)),"
+                " (SELECT count() FROM {db}.daily_rollup) + (SELECT count() FROM {db}.daily_events)"
+            )
         ).result_rows
         last, count = rows[0]
         if not count:
@@ -83,15 +143,22 @@ class Rollup:
         return resumed
 
     async def recompute(self, workspace_id: str, config_id: str, day: Any) -> None:
-        params = {"w": workspace_id, "c": config_id, "d": day}
-        await self.store.execute(DELETE, params)
-        await self.store.execute(RECOMPUTE, params)
+        """Replace one day's rows: a sequence's, or (config '') the workspace's intake."""
+        if config_id:
+            params = {"w": workspace_id, "c": config_id, "d": day}
+            await self.store.execute(DELETE_SEQUENCE_DAY, params)
+            await self.store.execute(RECOMPUTE_SEQUENCE_DAY, params)
+        else:
+            params = {"w": workspace_id, "d": day}
+            await self.store.execute(DELETE_EVENTS_DAY, params)
+            await self.store.execute(RECOMPUTE_EVENTS_DAY, params)
 
     async def days_of_user(self, workspace_id: str, user_id: str) -> list[tuple[str, Any]]:
-        """(config, day) pairs a user's rows fall on: what an erasure must recompute."""
+        """(config, day) pairs a user's rows fall on (config '' for event intake): what an
+        erasure must recompute."""
         rows = await self.store.query(
             "SELECT DISTINCT config_id, toDate(occurred_at) FROM {db}.activities "
-            "WHERE workspace_id = {w:String} AND user_id = {u:String} AND config_id != ''",
+            "WHERE workspace_id = {w:String} AND user_id = {u:String}",
             {"w": workspace_id, "u": user_id},
         )
         return [(str(c), d) for c, d in rows.result_rows]
