@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install run stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean
+.PHONY: install browser run stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
-install: $(STAMP) ## virtualenv + Python dependencies (re-runs when pyproject.toml changes)
+WEB := services/sme/gateway/web
+CHART := services/sme/gateway/static/vendor/chart.umd.min.js
+
+$(CHART): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(@D)
+	cp $(WEB)/node_modules/chart.js/dist/chart.umd.min.js $@
+	cp $(WEB)/node_modules/chart.js/LICENSE.md $(@D)/chart.js.LICENSE.md
+
+install: $(STAMP) $(CHART) ## virtualenv, Python deps, dashboard assets from npm (re-run on change)
+
+browser: ## Debian's chromium for the dashboard test (installed once)
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null || \
+	  { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+	@chromium --version
 
 kafka-start: ## start the local Kafka broker (idempotent)
 	deploy/local/kafka.sh start
@@ -38,13 +54,13 @@ lint: install ## ruff (incl. bugbear, bandit, datetime rules) and mypy --strict
 	$(BIN)/ruff check services tests bench
 	$(BIN)/mypy
 
-test: install lint kafka-start ## the whole suite: unit, integration (real broker + ClickHouse engine), e2e
+test: install browser lint kafka-start ## the whole suite: unit, integration (real broker + ClickHouse engine), e2e
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: install kafka-start
+test-integration: install browser kafka-start
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 test-e2e: install kafka-start

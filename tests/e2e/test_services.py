@@ -79,9 +79,12 @@ async def test_an_event_published_to_kafka_shows_up_in_the_gateway_and_on_the_ch
             letters = await eventually(dlq.poll, timeout=30, what="the dead letter")
             assert letters[0]["reason_code"] == "invalid_json"
 
-        dashboard = await http.get("/dashboard")
-        assert dashboard.status_code == 200
-        assert 'data-type="event_rejected"' in dashboard.text
+        page = await http.get("/dashboard/welcome")
+        assert page.status_code == 200 and 'src="/static/dashboard.js"' in page.text
+        assert (await http.get("/static/vendor/chart.umd.min.js")).status_code == 200
+        dashboard = (await http.get(f"{API}/welcome/dashboard")).json()
+        assert sum(arm["sent"] for arm in dashboard["metrics"]["arms"].values()) == 1
+        assert any(d["type"] == "command_emitted" for d in dashboard["recent_decisions"])
 
         gateway_metrics = (await http.get("/metrics")).text
         assert "sme_sink_rows_total" in gateway_metrics

@@ -111,3 +111,22 @@ def test_lift_report_leaves_out_comparisons_without_users() -> None:
     assert report["vs_holdout"] is None
     assert report["vs_baseline"] is not None
     assert lift_report({"baseline": (5, 10)}) == {"vs_baseline": None, "vs_holdout": None}
+
+
+def test_wilson_interval_matches_a_published_value_and_holds_its_estimate() -> None:
+    from sme.core.lift import wilson_interval
+
+    low, high = wilson_interval(81, 263) or (0, 0)  # Wilson (1927) style worked example
+    assert (round(low, 4), round(high, 4)) == (0.2553, 0.3662)
+    assert wilson_interval(0, 10) is not None and wilson_interval(0, 10)[0] == 0.0  # type: ignore[index]
+    assert wilson_interval(5, 0) is None
+
+
+@given(st.integers(1, 5000), st.data())
+def test_wilson_interval_contains_the_rate(users: int, data: st.DataObject) -> None:
+    from sme.core.lift import wilson_interval
+
+    conversions = data.draw(st.integers(0, users))
+    interval = wilson_interval(conversions, users)
+    assert interval is not None
+    assert 0.0 <= interval[0] <= conversions / users <= interval[1] <= 1.0

@@ -89,3 +89,19 @@ def lift_report(
         else:
             out[f"vs_{control}"] = relative_lift(treated[0], treated[1], other[0], other[1])
     return out
+
+
+def wilson_interval(conversions: int, users: int) -> tuple[float, float] | None:
+    """95% Wilson score interval of one arm's conversion rate (what the dashboard draws as
+    the arm's error bar); None without users. Well behaved at 0 and at `users`."""
+    if users <= 0:
+        return None
+    if not 0 <= conversions <= users:
+        raise ValueError(f"conversions must be between 0 and users ({conversions} of {users})")
+    p = conversions / users
+    z2 = Z95 * Z95
+    centre = (p + z2 / (2 * users)) / (1 + z2 / users)
+    half = Z95 * math.sqrt(p * (1 - p) / users + z2 / (4 * users * users)) / (1 + z2 / users)
+    low = 0.0 if conversions == 0 else max(0.0, centre - half)
+    high = 1.0 if conversions == users else min(1.0, centre + half)
+    return min(low, p), max(high, p)  # rounding never puts the rate outside

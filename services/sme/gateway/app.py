@@ -13,7 +13,8 @@ from typing import Annotated, Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from sme.config_mirror import ConfigRegistry, TopicMirror
@@ -29,13 +30,14 @@ from sme.gateway.config_service import (
 )
 from sme.gateway.configs_api import API, Caller
 from sme.gateway.configs_api import router as configs_router
-from sme.gateway.dashboard import render_placeholder
+from sme.gateway.dashboard import STATIC, check_assets
+from sme.gateway.dashboard import router as dashboard_router
 from sme.gateway.metrics import GatewayMetrics
 from sme.gateway.sink import ActivitySink
 from sme.gateway.sql_api import router as sql_router
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
-from sme.storage.queries import ActivityFilter, InvalidCursorError, activity_totals, list_activities
+from sme.storage.queries import ActivityFilter, InvalidCursorError, list_activities
 from sme.storage.rollup import Rollup
 from sme.topics import ensure_topics
 
@@ -133,6 +135,9 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.state.auth = authenticator
     app.include_router(configs_router)
     app.include_router(sql_router)
+    app.include_router(dashboard_router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    check_assets()
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Any) -> Response:
@@ -173,12 +178,6 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     @app.get("/metrics", tags=["ops"])
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/dashboard", response_class=HTMLResponse, tags=["dashboard"])
-    async def dashboard(request: Request, who: Caller) -> str:
-        if who.workspace_id is not None:  # the placeholder shows every workspace's totals
-            raise HTTPException(404, "not found")
-        return render_placeholder(await activity_totals(request.app.state.gw.store))
 
     @app.get(f"{API}/{{config_id}}/activities", tags=["activities"])
     async def activities(

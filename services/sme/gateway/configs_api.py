@@ -129,7 +129,7 @@ async def config_versions(request: Request, who: Caller, config_id: str) -> dict
     return {"items": items}
 
 
-def _window(from_: date | None, to: date | None) -> tuple[date, date]:
+def report_window(from_: date | None, to: date | None) -> tuple[date, date]:
     """A report window: `from` inclusive, `to` exclusive; defaults to the last 30 days."""
     start, end = default_window(datetime.now(UTC).date())
     start, end = from_ or start, to or end
@@ -153,7 +153,7 @@ async def config_metrics(
     delivered, opened, clicked, conversions, revenue, unsubscribed, bounced, suppressed,
     cost and rates; the lift of adaptive vs baseline and vs holdout with 95% CIs."""
     config = _service(request).get(config_id, who.workspace_id)
-    start, end = _window(from_, to)
+    start, end = report_window(from_, to)
     await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
     return await sequence_metrics(store, config.workspace_id, config_id, start, end, granularity)
@@ -171,7 +171,7 @@ async def config_report(
     """Daily metrics per arm and channel plus the lift summary. JSON carries both; CSV and
     Parquet carry the daily rows, and the lift summary in the `SME-Lift` header (JSON)."""
     config = _service(request).get(config_id, who.workspace_id)
-    start, end = _window(from_, to)
+    start, end = report_window(from_, to)
     await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
     summary = await sequence_metrics(store, config.workspace_id, config_id, start, end, "day")

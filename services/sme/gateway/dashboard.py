@@ -1,31 +1,106 @@
-"""The dashboard page. A placeholder until the reporting work: live totals by activity type,
-read through the reader handle so it never waits behind the sink."""
+"""The dashboard: static pages (HTML, CSS, JS and the charting library installed from npm at
+setup, all served from this package, never a CDN) that read two JSON routes. The pages hold
+no data, so they load without a key; the routes need one when keys are configured (the page
+asks for it, or takes it from `#key=` in its address, which never reaches a server log)."""
 
 from __future__ import annotations
 
-from html import escape
+import logging
+import time
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>SME dashboard</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}
-table{{border-collapse:collapse}}
-td,th{{padding:.3rem .8rem;border-bottom:1px solid #ddd;text-align:left}}
-.kpi{{display:inline-block;margin:0 1.5rem 1rem 0;padding:1rem;
-border:1px solid #ccc;border-radius:6px}}
-.kpi b{{display:block;font-size:1.6rem}}</style></head>
-<body><h1>Sequential Messaging Engine</h1>
-<p>Activity totals from ClickHouse (reporting dashboards arrive with the reporting work).</p>
-<div class="kpi" id="kpi-total"><b>{total}</b>activities</div>
-<table id="totals"><thead><tr><th>activity type</th><th>count</th></tr></thead>
-<tbody>{rows}</tbody></table></body></html>"""
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+
+from sme.contracts.sequences import SequenceConfig
+from sme.gateway.configs_api import API, Caller, report_window
+from sme.storage.dashboard import overview, sequence_dashboard
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+CHART_LIBRARY = STATIC / "vendor" / "chart.umd.min.js"
+PAGE = STATIC / "dashboard.html"
+router = APIRouter()
 
 
-def render_placeholder(totals: list[tuple[str, int]]) -> str:
-    rows = (
-        "".join(
-            f'<tr data-type="{escape(kind)}"><td>{escape(kind)}</td><td>{count}</td></tr>'
-            for kind, count in totals
-        )
-        or '<tr><td colspan="2">no activity yet</td></tr>'
+def check_assets() -> bool:
+    """Charts need the library `make install` copies from npm; the pages still show every
+    figure as text without it, and say so."""
+    if CHART_LIBRARY.exists():
+        return True
+    log.warning("%s is missing (run `make install`): dashboard charts are off", CHART_LIBRARY)
+    return False
+
+
+@router.get("/dashboard", include_in_schema=False)
+@router.get("/dashboard/{config_id}", include_in_schema=False)
+async def dashboard_page() -> FileResponse:
+    return FileResponse(PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/api/v1/dashboard/overview", tags=["reporting"])
+async def dashboard_overview(
+    request: Request,
+    who: Caller,
+    from_: Annotated[date | None, Query(alias="from", description="UTC date, inclusive")] = None,
+    to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
+) -> dict[str, Any]:
+    """Every sequence the caller may see, with its headline figures over the window."""
+    started = time.perf_counter()
+    start, end = report_window(from_, to)
+    gw = request.app.state.gw
+    configs = [
+        c for c in gw.configs.registry.all_configs() if who.may_see(c.workspace_id)
+    ]
+    await gw.rollup.refresh()
+    figures = await overview(gw.store, [(c.workspace_id, c.id) for c in configs], start, end)
+    items = [
+        {**_summary(c), "figures": figures.get(c.id)}
+        for c in sorted(configs, key=lambda c: (c.workspace_id, c.name, c.id))
+    ]
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "items": items,
+        "took_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
+@router.get(f"{API}/{{config_id}}/dashboard", tags=["reporting"])
+async def sequence_dashboard_data(
+    request: Request,
+    who: Caller,
+    config_id: str,
+    from_: Annotated[date | None, Query(alias="from", description="UTC date, inclusive")] = None,
+    to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
+    granularity: Literal["day", "week"] = "day",
+) -> dict[str, Any]:
+    """Everything one sequence's dashboard shows: its metrics (as `/metrics`) and its
+    latest decisions."""
+    started = time.perf_counter()
+    gw = request.app.state.gw
+    config = gw.configs.get(config_id, who.workspace_id)
+    start, end = report_window(from_, to)
+    await gw.rollup.refresh()
+    payload = await sequence_dashboard(
+        gw.store, config.workspace_id, config_id, start, end, granularity
     )
-    return PAGE.format(total=sum(count for _, count in totals), rows=rows)
+    return {
+        "config": {**_summary(config), "steps": [step.id for step in config.steps]},
+        **payload,
+        "took_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+
+
+def _summary(config: SequenceConfig) -> dict[str, Any]:
+    reason = config.status_reason
+    return {
+        "id": config.id,
+        "workspace_id": config.workspace_id,
+        "name": config.name,
+        "status": config.status.value,
+        "status_reason": reason.model_dump(mode="json") if reason else None,
+        "version": config.version,
+    }

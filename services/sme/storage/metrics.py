@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sme.core.lift import lift_report
+from sme.core.lift import lift_report, wilson_interval
 from sme.core.roi import ArmTotals, incremental_report
 from sme.storage.clickhouse import ClickHouseStore
 
@@ -90,7 +90,10 @@ async def sequence_metrics(
                 by_reason[reason or "unspecified"] = by_reason.get(reason, 0) + int(count)
     for entry in channels.values():
         entry.update(_rates(entry))
-    summary = {arm: {**totals, **_rates(totals)} for arm, totals in arms.items()}
+    summary = {
+        arm: {**totals, **_rates(totals), "conversion_rate_ci95": _rate_interval(totals)}
+        for arm, totals in arms.items()
+    }
     # A window can hold conversions of users enrolled before it; the lift compares rates, so
     # conversions are capped at the users enrolled in the window (a known approximation).
     lift = lift_report(
@@ -147,6 +150,13 @@ async def _reliability(
 def _error_rate(row: dict[str, int]) -> float | None:
     total = row["received"] + row["duplicates"] + row["rejected"]
     return row["rejected"] / total if total else None
+
+
+def _rate_interval(totals: dict[str, Any]) -> list[float] | None:
+    """The arm's conversion rate with a 95% Wilson interval (capped like the lift)."""
+    enrolled = int(totals["enrolled"])
+    interval = wilson_interval(min(int(totals["conversions"]), enrolled), enrolled)
+    return list(interval) if interval else None
 
 
 def _counts(values: Sequence[Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ LISTED_COLUMNS = ACTIVITY_COLUMNS  # an activity is listed as it is stored
 @dataclass(frozen=True, slots=True)
 class ActivityFilter:
     config_id: str
+    workspace_id: str | None = None  # narrows the scan to the key prefix when known
     types: tuple[str, ...] = ()
     user_id: str | None = None
     since: datetime | None = None
@@ -50,6 +51,9 @@ async def list_activities(
     """Newest first, keyset-paginated on (occurred_at, activity_id); duplicates collapsed."""
     where = ["config_id = {config_id:String}"]
     params: dict[str, Any] = {"config_id": flt.config_id, "limit": limit + 1}
+    if flt.workspace_id is not None:
+        where.insert(0, "workspace_id = {workspace_id:String}")
+        params["workspace_id"] = flt.workspace_id
     if flt.types:
         where.append("type IN {types:Array(String)}")
         params["types"] = list(flt.types)
@@ -83,13 +87,6 @@ async def list_activities(
             datetime.fromisoformat(last["occurred_at"]), last["activity_id"]
         )
     return items, next_cursor
-
-
-async def activity_totals(store: ClickHouseStore) -> list[tuple[str, int]]:
-    result = await store.query(
-        "SELECT type, uniqExact(activity_id) FROM {db}.activities GROUP BY type ORDER BY type"
-    )
-    return [(str(t), int(n)) for t, n in result.result_rows]
 
 
 def _activity_item(row: dict[str, Any]) -> dict[str, Any]:

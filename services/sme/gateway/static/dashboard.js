@@ -1,0 +1,440 @@
+// SME dashboard: reads the gateway's JSON routes and draws them with Chart.js (served from
+// /static/vendor, installed from npm at setup). Data is only ever written as text, never as
+// HTML. Every figure shown carries its raw value in a data-value attribute.
+"use strict";
+
+const API = "/api/v1/035-sequential-messaging-engine";
+const KEY_STORE = "sme-api-key";
+const ARM_COLOURS = { adaptive: "#2563eb", baseline: "#f59e0b", holdout: "#6b7280" };
+const PALETTE = ["#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#dc2626", "#0891b2", "#6b7280"];
+const charts = [];
+
+// ---------- formatting ----------
+const fmt = {
+  int: (v) => (v == null ? "–" : Math.round(v).toLocaleString("en-US")),
+  money: (v) => (v == null ? "–" : v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })),
+  pct: (v) => (v == null ? "–" : (v * 100).toFixed(1) + "%"),
+  pct2: (v) => (v == null ? "–" : (v * 100).toFixed(2) + "%"),
+  signedPct: (v) => (v == null ? "–" : (v >= 0 ? "+" : "") + (v * 100).toFixed(1) + "%"),
+  ratio: (v) => (v == null ? "–" : (v >= 0 ? "+" : "") + (v * 100).toFixed(0) + "%"),
+};
+
+// ---------- DOM helpers ----------
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value == null) continue;
+    if (name === "class") node.className = value;
+    else if (name === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child == null) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function kpi(id, label, value, text, note, tone) {
+  return el(
+    "div",
+    { class: "kpi" + (tone ? " " + tone : ""), id: "kpi-" + id, dataset: { value: value == null ? "" : String(value) } },
+    el("div", { class: "label" }, label),
+    el("div", { class: "value" }, text),
+    note ? el("div", { class: "note" }, note) : null,
+  );
+}
+
+function table(id, headers, rows) {
+  return el(
+    "table",
+    { id },
+    el("thead", {}, el("tr", {}, headers.map(([h, cls]) => el("th", { class: cls }, h)))),
+    el(
+      "tbody",
+      {},
+      rows.length
+        ? rows.map((r) => el("tr", { dataset: r.data || {} }, r.cells.map(([v, cls]) => el("td", { class: cls }, v))))
+        : el("tr", {}, el("td", { colspan: String(headers.length), class: "muted" }, "nothing in this window")),
+    ),
+  );
+}
+
+function panel(title, ...content) {
+  return el("section", { class: "panel" }, el("h2", {}, title), ...content);
+}
+
+function chartBox(id, points) {
+  return el("div", { class: "chart-box" }, el("canvas", { id, dataset: { points: JSON.stringify(points), rendered: "false" } }));
+}
+
+function setStatus(text, cls) {
+  const status = document.getElementById("status");
+  if (status) {
+    status.textContent = text;
+    status.className = cls || "";
+  }
+}
+
+// ---------- API access ----------
+function apiKey() {
+  const match = location.hash.match(/key=([^&]+)/);
+  if (match) {
+    sessionStorage.setItem(KEY_STORE, decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(KEY_STORE);
+}
+
+class AuthError extends Error {}
+
+async function getJSON(url) {
+  const key = apiKey();
+  const response = await fetch(url, { headers: key ? { Authorization: "Bearer " + key } : {} });
+  if (response.status === 401) throw new AuthError("an API key is needed");
+  if (!response.ok) {
+    let detail = response.statusText;
+    try {
+      detail = JSON.stringify((await response.json()).detail);
+    } catch (_) { /* not JSON */ }
+    throw new Error(`${response.status} ${detail}`);
+  }
+  return response.json();
+}
+
+function windowParams() {
+  const days = Number(document.getElementById("window").value);
+  const now = new Date();
+  const end = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1));
+  const start = new Date(end.getTime() - days * 86400000);
+  const iso = (d) => d.toISOString().slice(0, 10);
+  return new URLSearchParams({ from: iso(start), to: iso(end) });
+}
+
+function showLogin(message) {
+  const main = document.getElementById("main");
+  main.replaceChildren(document.getElementById("login").content.cloneNode(true));
+  document.getElementById("login-error").textContent = message || "";
+  document.getElementById("login-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    sessionStorage.setItem(KEY_STORE, document.getElementById("api-key").value.trim());
+    load();
+  });
+  document.body.dataset.state = "login";
+}
+
+// ---------- charts ----------
+function draw(id, config) {
+  const canvas = document.getElementById(id);
+  if (!canvas || typeof Chart === "undefined") return;
+  config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options || {});
+  charts.push(new Chart(canvas, config));
+  canvas.dataset.rendered = "true";
+}
+
+// Draws each bar's 95% interval as a whisker: the arm comparison's "CI bars".
+const intervalWhiskers = {
+  id: "intervalWhiskers",
+  afterDatasetsDraw(chart, _args, options) {
+    const intervals = options.intervals || [];
+    const { ctx, scales } = chart;
+    const meta = chart.getDatasetMeta(0);
+    ctx.save();
+    ctx.strokeStyle = "#111827";
+    ctx.lineWidth = 1.5;
+    meta.data.forEach((bar, i) => {
+      const ci = intervals[i];
+      if (!ci) return;
+      const top = scales.y.getPixelForValue(ci[1] * 100);
+      const bottom = scales.y.getPixelForValue(ci[0] * 100);
+      ctx.beginPath();
+      ctx.moveTo(bar.x, top); ctx.lineTo(bar.x, bottom);
+      ctx.moveTo(bar.x - 8, top); ctx.lineTo(bar.x + 8, top);
+      ctx.moveTo(bar.x - 8, bottom); ctx.lineTo(bar.x + 8, bottom);
+      ctx.stroke();
+    });
+    ctx.restore();
+  },
+};
+
+function days(from, to) {
+  const out = [];
+  for (let d = new Date(from + "T00:00:00Z"); d < new Date(to + "T00:00:00Z"); d = new Date(d.getTime() + 86400000)) {
+    out.push(d.toISOString().slice(0, 10));
+  }
+  return out;
+}
+
+// ---------- the sequence page ----------
+function renderSequence(data) {
+  const m = data.metrics;
+  const arms = m.arms;
+  const total = (key) => Object.values(arms).reduce((s, a) => s + (a[key] || 0), 0);
+  const enrolled = total("enrolled");
+  const conversions = total("conversions");
+  const messaged = m.incremental.messaged;
+  const liftB = m.lift.vs_baseline;
+  const liftH = m.lift.vs_holdout;
+  const errorRate = m.reliability.error_rate;
+  const ciNote = (l) => (l ? `95% CI ${fmt.signedPct(l.ci95_low)} .. ${fmt.signedPct(l.ci95_high)}` : "needs both arms");
+  const cfg = data.config;
+
+  const header = el(
+    "div",
+    {},
+    el("h1", { id: "sequence-name" }, cfg.name, " ", el("span", { class: "badge " + cfg.status, id: "sequence-status" }, cfg.status)),
+    el("p", { class: "sub" }, `${cfg.id} · v${cfg.version} · workspace ${cfg.workspace_id} · ${m.from} to ${m.to} (UTC, end exclusive)`),
+    cfg.status_reason ? el("p", { class: "notice" }, "Paused by automation: " + JSON.stringify(cfg.status_reason)) : null,
+  );
+
+  const tiles = el(
+    "div",
+    { class: "kpis", id: "kpis" },
+    kpi("enrolled", "Enrolled", enrolled, fmt.int(enrolled)),
+    kpi("sent", "Messages sent", total("sent"), fmt.int(total("sent"))),
+    kpi("conversions", "Conversions", conversions, fmt.int(conversions)),
+    kpi("conversion_rate", "Conversion rate", enrolled ? conversions / enrolled : null, fmt.pct(enrolled ? conversions / enrolled : null)),
+    kpi("revenue", "Revenue", total("revenue"), fmt.money(total("revenue"))),
+    kpi("cost", "Messaging cost", total("cost"), fmt.money(total("cost"))),
+    kpi("lift_vs_baseline", "Lift vs baseline", liftB ? liftB.estimate : null, fmt.signedPct(liftB && liftB.estimate), ciNote(liftB),
+      liftB ? (liftB.ci95_low > 0 ? "good" : liftB.ci95_high < 0 ? "bad" : "") : ""),
+    kpi("lift_vs_holdout", "Lift vs holdout", liftH ? liftH.estimate : null, fmt.signedPct(liftH && liftH.estimate), ciNote(liftH),
+      liftH ? (liftH.ci95_low > 0 ? "good" : liftH.ci95_high < 0 ? "bad" : "") : ""),
+    kpi("incremental_conversions", "Incremental conversions", messaged ? messaged.conversions : null,
+      messaged ? fmt.int(messaged.conversions) : "–", "over the holdout"),
+    kpi("incremental_revenue", "Incremental revenue", messaged ? messaged.revenue : null,
+      messaged ? fmt.money(messaged.revenue) : "–", "over the holdout"),
+    kpi("roi", "ROI", messaged ? messaged.roi : null, fmt.ratio(messaged && messaged.roi), "(incr. revenue − cost) / cost"),
+    kpi("error_rate", "Event error rate", errorRate, fmt.pct2(errorRate),
+      `${fmt.int(m.reliability.rejected)} dead-lettered of ${fmt.int(m.reliability.received + m.reliability.duplicates + m.reliability.rejected)} (workspace)`,
+      errorRate != null && errorRate >= 0.01 ? "bad" : "good"),
+  );
+
+  // daily trend: conversions per arm, and sends
+  const dayList = days(m.from, m.to);
+  const perArm = {};
+  for (const row of m.series) (perArm[row.arm] ||= {})[row.period] = row;
+  const trendSets = Object.keys(perArm).sort().map((arm) => ({
+    label: arm + " conversions",
+    data: dayList.map((d) => (perArm[arm][d] ? perArm[arm][d].conversions : 0)),
+    borderColor: ARM_COLOURS[arm], backgroundColor: ARM_COLOURS[arm], tension: 0.2,
+  }));
+  const sendsByDay = dayList.map((d) => Object.values(perArm).reduce((s, a) => s + (a[d] ? a[d].sent : 0), 0));
+  trendSets.push({ label: "messages sent", data: sendsByDay, borderColor: "#94a3b8", borderDash: [4, 4], yAxisID: "sent", pointRadius: 0 });
+
+  // arm comparison
+  const armNames = Object.keys(arms).sort();
+  const armRates = armNames.map((a) => arms[a].conversion_rate);
+  const armIntervals = armNames.map((a) => arms[a].conversion_rate_ci95);
+  const liftRows = [["vs baseline", liftB], ["vs holdout", liftH]].filter(([, l]) => l);
+
+  // channel mix and suppressions
+  const channelNames = Object.keys(m.channels).filter((c) => m.channels[c].sent > 0).sort();
+  const channelSent = channelNames.map((c) => m.channels[c].sent);
+  const reasons = {};
+  for (const byReason of Object.values(m.suppressed_by_reason)) {
+    for (const [reason, n] of Object.entries(byReason)) reasons[reason] = (reasons[reason] || 0) + n;
+  }
+  const reasonNames = Object.keys(reasons).sort((a, b) => reasons[b] - reasons[a]);
+  const errorDays = dayList.map((d) => {
+    const row = m.reliability.series.find((r) => r.period === d);
+    return row && row.error_rate != null ? +(row.error_rate * 100).toFixed(3) : null;
+  });
+
+  const armTable = table(
+    "arms-table",
+    [["arm"], ["enrolled", "num"], ["sent", "num"], ["conversions", "num"], ["conversion rate", "num"], ["95% CI", "num"],
+      ["revenue", "num"], ["cost", "num"], ["cost / conversion", "num"], ["click rate", "num"], ["unsubscribe rate", "num"]],
+    armNames.map((a) => {
+      const r = arms[a];
+      const ci = r.conversion_rate_ci95;
+      return {
+        data: { arm: a },
+        cells: [[a], [fmt.int(r.enrolled), "num"], [fmt.int(r.sent), "num"], [fmt.int(r.conversions), "num"],
+          [fmt.pct(r.conversion_rate), "num"], [ci ? `${fmt.pct(ci[0])} .. ${fmt.pct(ci[1])}` : "–", "num"],
+          [fmt.money(r.revenue), "num"], [fmt.money(r.cost), "num"], [fmt.money(r.cost_per_conversion), "num"],
+          [fmt.pct(r.click_rate), "num"], [fmt.pct(r.unsubscribe_rate), "num"]],
+      };
+    }),
+  );
+  const channelTable = table(
+    "channels-table",
+    [["channel"], ["sent", "num"], ["delivered", "num"], ["opened", "num"], ["clicked", "num"], ["conversions", "num"], ["cost", "num"]],
+    Object.keys(m.channels).sort().map((c) => {
+      const r = m.channels[c];
+      return {
+        data: { channel: c },
+        cells: [[c], [fmt.int(r.sent), "num"], [fmt.int(r.delivered), "num"], [fmt.int(r.opened), "num"],
+          [fmt.int(r.clicked), "num"], [fmt.int(r.conversions), "num"], [fmt.money(r.cost), "num"]],
+      };
+    }),
+  );
+  const decisions = table(
+    "decisions-table",
+    [["when (UTC)"], ["decision"], ["user"], ["step"], ["arm"], ["channel"], ["reason"]],
+    data.recent_decisions.map((a) => ({
+      data: { activity: a.activity_id },
+      cells: [[a.occurred_at.replace("T", " ").slice(0, 19)], [a.type], [a.user_id], [a.step_id || "–"], [a.arm || "–"],
+        [a.channel || "–"], [a.reason_code || "–"]],
+    })),
+  );
+  const base = `${API}/${encodeURIComponent(cfg.id)}/report?${windowParams()}`;
+  const exports = el("p", { class: "exports" }, "Export: ",
+    ["csv", "json", "parquet"].map((f) => el("a", { href: base + "&format=" + f, "data-format": f }, f.toUpperCase())));
+
+  document.getElementById("main").replaceChildren(
+    header,
+    tiles,
+    el("div", { class: "grid" },
+      panel("Daily trend", chartBox("chart-trend", { days: dayList, sets: trendSets.map((s) => ({ label: s.label, data: s.data })) })),
+      panel("Conversion rate by arm (95% CI)", chartBox("chart-arms", { arms: armNames, rates: armRates, ci95: armIntervals })),
+      panel("Lift with 95% CI", chartBox("chart-lift", { comparisons: liftRows.map(([n, l]) => [n, l.ci95_low, l.estimate, l.ci95_high]) })),
+      panel("Channel mix (messages sent)", chartBox("chart-channels", { channels: channelNames, sent: channelSent })),
+      panel("Suppressions by reason", chartBox("chart-reasons", { reasons: reasonNames, counts: reasonNames.map((r) => reasons[r]) })),
+      panel("Event error rate (workspace, %)", chartBox("chart-errors", { days: dayList, error_pct: errorDays })),
+    ),
+    panel("Arms", armTable),
+    panel("Channels", channelTable),
+    panel("Recent decisions", decisions),
+    exports,
+    el("p", { class: "muted", id: "took" }, `payload ${data.took_ms} ms`),
+  );
+  for (const link of exports.querySelectorAll("a")) link.addEventListener("click", download);
+
+  draw("chart-trend", {
+    type: "line",
+    data: { labels: dayList.map((d) => d.slice(5)), datasets: trendSets },
+    options: { scales: { y: { beginAtZero: true, title: { display: true, text: "conversions" } },
+      sent: { position: "right", beginAtZero: true, grid: { drawOnChartArea: false }, title: { display: true, text: "sent" } } } },
+  });
+  draw("chart-arms", {
+    type: "bar",
+    data: { labels: armNames, datasets: [{ label: "conversion rate %", data: armRates.map((r) => (r == null ? null : r * 100)),
+      backgroundColor: armNames.map((a) => ARM_COLOURS[a] || "#999") }] },
+    options: { plugins: { legend: { display: false }, intervalWhiskers: { intervals: armIntervals } },
+      scales: { y: { beginAtZero: true, suggestedMax: Math.max(0, ...armIntervals.map((c) => (c ? c[1] * 100 : 0))) } } },
+    plugins: [intervalWhiskers],
+  });
+  draw("chart-lift", {
+    type: "bar",
+    data: { labels: liftRows.map(([n]) => n), datasets: [
+      { label: "95% CI (%)", data: liftRows.map(([, l]) => [l.ci95_low * 100, l.ci95_high * 100]), backgroundColor: "rgba(37,99,235,.25)" },
+      { type: "scatter", label: "estimate (%)", data: liftRows.map(([n, l]) => ({ x: n, y: l.estimate * 100 })), backgroundColor: "#1e3a8a", pointRadius: 5 },
+    ] },
+    options: { indexAxis: "x", scales: { y: { title: { display: true, text: "relative lift %" } } } },
+  });
+  draw("chart-channels", {
+    type: "doughnut",
+    data: { labels: channelNames, datasets: [{ data: channelSent, backgroundColor: PALETTE }] },
+  });
+  draw("chart-reasons", {
+    type: "bar",
+    data: { labels: reasonNames, datasets: [{ label: "suppressed", data: reasonNames.map((r) => reasons[r]), backgroundColor: "#f59e0b" }] },
+    options: { indexAxis: "y", plugins: { legend: { display: false } } },
+  });
+  draw("chart-errors", {
+    type: "line",
+    data: { labels: dayList.map((d) => d.slice(5)), datasets: [
+      { label: "error rate %", data: errorDays, borderColor: "#dc2626", spanGaps: true },
+      { label: "1% target", data: dayList.map(() => 1), borderColor: "#9ca3af", borderDash: [6, 4], pointRadius: 0 },
+    ] },
+    options: { scales: { y: { beginAtZero: true } } },
+  });
+}
+
+async function download(event) {
+  event.preventDefault();
+  const link = event.currentTarget;
+  const key = apiKey();
+  const response = await fetch(link.href, { headers: key ? { Authorization: "Bearer " + key } : {} });
+  if (!response.ok) {
+    setStatus(`export failed: ${response.status}`, "error");
+    return;
+  }
+  const disposition = response.headers.get("content-disposition") || "";
+  const name = (disposition.match(/filename="([^"]+)"/) || [])[1] || "report." + link.dataset.format;
+  const url = URL.createObjectURL(await response.blob());
+  const anchor = el("a", { href: url, download: name });
+  document.body.append(anchor);
+  anchor.click();
+  anchor.remove();
+  URL.revokeObjectURL(url);
+}
+
+// ---------- the overview page ----------
+function renderOverview(data) {
+  const items = data.items;
+  const sum = (key) => items.reduce((s, i) => s + (i.figures ? i.figures[key] : 0), 0);
+  const rows = items.map((i) => {
+    const f = i.figures || {};
+    const lift = f.lift_vs_baseline;
+    return {
+      data: { config: i.id },
+      cells: [
+        [el("a", { href: "/dashboard/" + encodeURIComponent(i.id) }, i.name)],
+        [i.workspace_id], [el("span", { class: "badge " + i.status }, i.status)],
+        [fmt.int(f.enrolled || 0), "num"], [fmt.int(f.sent || 0), "num"], [fmt.int(f.conversions || 0), "num"],
+        [fmt.pct(f.conversion_rate), "num"], [fmt.money(f.revenue || 0), "num"], [fmt.money(f.cost || 0), "num"],
+        [lift ? fmt.signedPct(lift.estimate) : "–", "num"],
+      ],
+    };
+  });
+  document.getElementById("main").replaceChildren(
+    el("h1", {}, "Sequences"),
+    el("p", { class: "sub" }, `${items.length} sequences · ${data.from} to ${data.to} (UTC, end exclusive)`),
+    el("div", { class: "kpis", id: "kpis" },
+      kpi("sequences", "Sequences", items.length, fmt.int(items.length)),
+      kpi("active", "Active", items.filter((i) => i.status === "ACTIVE").length, fmt.int(items.filter((i) => i.status === "ACTIVE").length)),
+      kpi("enrolled", "Enrolled", sum("enrolled"), fmt.int(sum("enrolled"))),
+      kpi("sent", "Messages sent", sum("sent"), fmt.int(sum("sent"))),
+      kpi("conversions", "Conversions", sum("conversions"), fmt.int(sum("conversions"))),
+      kpi("revenue", "Revenue", sum("revenue"), fmt.money(sum("revenue"))),
+      kpi("cost", "Messaging cost", sum("cost"), fmt.money(sum("cost"))),
+    ),
+    panel("Sequences", table("sequences-table",
+      [["name"], ["workspace"], ["status"], ["enrolled", "num"], ["sent", "num"], ["conversions", "num"],
+        ["conversion rate", "num"], ["revenue", "num"], ["cost", "num"], ["lift vs baseline", "num"]], rows)),
+    panel("Conversions by sequence", chartBox("chart-sequences", { names: items.map((i) => i.name), conversions: items.map((i) => (i.figures ? i.figures.conversions : 0)) })),
+    el("p", { class: "muted", id: "took" }, `payload ${data.took_ms} ms`),
+  );
+  draw("chart-sequences", {
+    type: "bar",
+    data: { labels: items.map((i) => i.name), datasets: [{ label: "conversions", data: items.map((i) => (i.figures ? i.figures.conversions : 0)), backgroundColor: "#2563eb" }] },
+    options: { plugins: { legend: { display: false } } },
+  });
+}
+
+// ---------- routing ----------
+async function load() {
+  document.body.dataset.state = "loading";
+  while (charts.length) charts.pop().destroy();
+  const match = location.pathname.match(/^\/dashboard\/([^/]+)\/?$/);
+  try {
+    if (match) {
+      const id = decodeURIComponent(match[1]);
+      renderSequence(await getJSON(`${API}/${encodeURIComponent(id)}/dashboard?${windowParams()}`));
+    } else {
+      renderOverview(await getJSON(`/api/v1/dashboard/overview?${windowParams()}`));
+    }
+    if (typeof Chart === "undefined") {
+      document.getElementById("main").prepend(el("p", { class: "notice", id: "no-charts" },
+        "Charts are off: the charting library is not installed on this gateway (run `make install`). Figures are complete below."));
+    }
+    document.body.dataset.state = "ready";
+  } catch (error) {
+    if (error instanceof AuthError) {
+      const hadKey = sessionStorage.getItem(KEY_STORE) !== null;
+      sessionStorage.removeItem(KEY_STORE);
+      showLogin(hadKey ? "That key was not accepted." : "");
+      return;
+    }
+    document.getElementById("main").replaceChildren(el("p", { id: "status", class: "error" }, "Could not load: " + error.message));
+    document.body.dataset.state = "error";
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("window").addEventListener("change", load);
+  document.getElementById("refresh").addEventListener("click", load);
+  load();
+});

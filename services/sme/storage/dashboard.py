@@ -1,0 +1,121 @@
+"""What the dashboard pages read: one sequence's metrics plus its latest decisions, and an
+overview of many sequences' headline figures in one rollup query."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date, datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sme.contracts.activities import ActivityType
+from sme.core.lift import lift_report
+from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.metrics import sequence_metrics
+from sme.storage.queries import ActivityFilter, list_activities
+
+UTC = ZoneInfo("UTC")
+DECISIONS = tuple(
+    t.value
+    for t in (
+        ActivityType.ENROLLED,
+        ActivityType.COMMAND_EMITTED,
+        ActivityType.MESSAGE_SUPPRESSED,
+        ActivityType.STEP_DEFERRED,
+        ActivityType.STEP_SKIPPED,
+        ActivityType.STEP_BRANCHED,
+        ActivityType.ENROLLMENT_EXITED,
+        ActivityType.CONVERSION,
+    )
+)
+RECENT_FIRST_LOOK = timedelta(days=1)
+OVERVIEW_SQL = """
+SELECT config_id, arm, sum(enrolled), sum(sent), sum(conversions), sum(revenue), sum(cost),
+    sum(unsubscribed)
+FROM {db}.daily_rollup FINAL
+WHERE workspace_id IN {ws:Array(String)} AND config_id IN {ids:Array(String)}
+  AND day >= {since:Date} AND day < {until:Date}
+GROUP BY config_id, arm
+"""
+
+
+async def recent_decisions(
+    store: ClickHouseStore,
+    workspace_id: str,
+    config_id: str,
+    start: date,
+    end: date,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """The newest decisions in the window. The last day is read first, which is enough for
+    any live sequence and keeps the scan to a few key ranges; quieter ones widen to the
+    whole window."""
+    since = datetime.combine(start, time.min, tzinfo=UTC)
+    until = datetime.combine(end, time.min, tzinfo=UTC)
+    first_look = max(since, until - RECENT_FIRST_LOOK)
+    for lower in dict.fromkeys((first_look, since)):
+        flt = ActivityFilter(config_id, workspace_id, DECISIONS, since=lower, until=until)
+        items, _ = await list_activities(store, flt, limit, None)
+        if len(items) >= limit:
+            break
+    return items
+
+
+async def sequence_dashboard(
+    store: ClickHouseStore,
+    workspace_id: str,
+    config_id: str,
+    start: date,
+    end: date,
+    granularity: Literal["day", "week"] = "day",
+    recent: int = 25,
+) -> dict[str, Any]:
+    """Every figure one sequence's page shows."""
+    metrics = await sequence_metrics(store, workspace_id, config_id, start, end, granularity)
+    decisions = await recent_decisions(store, workspace_id, config_id, start, end, recent)
+    return {"metrics": metrics, "recent_decisions": decisions}
+
+
+async def overview(
+    store: ClickHouseStore, configs: Iterable[tuple[str, str]], start: date, end: date
+) -> dict[str, dict[str, Any]]:
+    """Headline figures per sequence; `configs` holds (workspace, config id) pairs."""
+    pairs = list(configs)
+    if not pairs:
+        return {}
+    result = await store.query(
+        OVERVIEW_SQL,
+        {
+            "ws": sorted({w for w, _ in pairs}),
+            "ids": [c for _, c in pairs],
+            "since": start,
+            "until": end,
+        },
+    )
+    figures: dict[str, dict[str, Any]] = {}
+    arms: dict[str, dict[str, tuple[int, int]]] = {}
+    for config_id, arm, enrolled, sent, conversions, revenue, cost, unsubscribed in (
+        result.result_rows
+    ):
+        total = figures.setdefault(
+            config_id,
+            dict.fromkeys(("enrolled", "sent", "conversions", "unsubscribed"), 0)
+            | {"revenue": 0.0, "cost": 0.0},
+        )
+        for key, value in (
+            ("enrolled", int(enrolled)),
+            ("sent", int(sent)),
+            ("conversions", int(conversions)),
+            ("unsubscribed", int(unsubscribed)),
+            ("revenue", float(revenue)),
+            ("cost", float(cost)),
+        ):
+            total[key] += value
+        arms.setdefault(config_id, {})[arm] = (min(int(conversions), int(enrolled)), int(enrolled))
+    for config_id, total in figures.items():
+        total["conversion_rate"] = (
+            total["conversions"] / total["enrolled"] if total["enrolled"] else None
+        )
+        lift = lift_report(arms[config_id])["vs_baseline"]
+        total["lift_vs_baseline"] = lift.to_dict() if lift else None
+    return figures

@@ -1,0 +1,235 @@
+"""The dashboard in Debian's headless Chromium against a gateway on the real broker and
+ClickHouse engine with data the engine produced: the KPI tiles and chart data carry the
+numbers recomputed directly from `activities`, every chart is drawn by the locally served
+Chart.js, and a screenshot is saved (tests/artifacts/). With keys configured the page asks
+for one, and a workspace key sees only its own sequences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sme.gateway.auth import add_key
+from sme.settings import Settings
+from sme.storage.clickhouse import ClickHouseStore
+from sme.topics import ensure_topics
+from tests.support.browser import Elements, rendered_dom, screenshot
+from tests.support.events import event
+from tests.support.gateway import running_gateway
+from tests.support.kafka_io import publish
+from tests.support.runtime import running_engine
+from tests.support.waiting import eventually
+
+pytestmark = pytest.mark.integration
+API = "/api/v1/035-sequential-messaging-engine"
+CHARTS = ("chart-trend", "chart-arms", "chart-lift", "chart-channels", "chart-reasons", "chart-errors")
+
+
+def sequence(workspace: str = "acme", name: str = "Welcome series") -> dict[str, Any]:
+    return {
+        "workspace_id": workspace,
+        "name": name,
+        "entry": {"event_types": ["signed_up"]},
+        "steps": [
+            {"id": "hello", "template": "hello", "channels": ["email", "push"]},
+            {"id": "nudge", "template": "nudge", "channels": ["email"], "wait": "PT1S"},
+        ],
+        "exit": {"goal": {"event_type": "purchased", "value_property": "amount"}},
+        "guardrails": {"cost_per_message": {"email": 0.01, "push": 0.002}},
+        "experiment": {"holdout_pct": 20, "baseline_pct": 40},
+    }
+
+
+async def _direct(store: ClickHouseStore, workspace: str) -> dict[str, Any]:
+    """The figures recomputed straight from the activities, not from any rollup."""
+    rows = (
+        await store.query(
+            "SELECT arm, countIf(type = 'enrolled'), countIf(type = 'command_emitted'), "
+            "countIf(type = 'conversion'), sumIf(value, type = 'conversion'), "
+            "sumIf(cost, type = 'command_emitted') FROM {db}.activities FINAL "
+            "WHERE workspace_id = {w:String} AND arm != '' GROUP BY arm ORDER BY arm",
+            {"w": workspace},
+        )
+    ).result_rows
+    channels = (
+        await store.query(
+            "SELECT channel, count() FROM {db}.activities FINAL "
+            "WHERE workspace_id = {w:String} AND type = 'command_emitted' "
+            "GROUP BY channel ORDER BY channel",
+            {"w": workspace},
+        )
+    ).result_rows
+    intake = (
+        await store.query(
+            "SELECT countIf(type = 'event_rejected'), count() FROM {db}.activities FINAL "
+            "WHERE workspace_id = {w:String} "
+            "AND type IN ('event_received', 'event_duplicate', 'event_rejected')",
+            {"w": workspace},
+        )
+    ).result_rows[0]
+    reasons = (
+        await store.query(
+            "SELECT reason_code, count() FROM {db}.activities FINAL "
+            "WHERE workspace_id = {w:String} AND arm != '' "
+            "AND type IN ('message_suppressed', 'step_skipped') GROUP BY reason_code",
+            {"w": workspace},
+        )
+    ).result_rows
+    arms = {arm: (e, s, c, v, k) for arm, e, s, c, v, k in rows}
+    return {
+        "arms": arms,
+        "enrolled": sum(a[0] for a in arms.values()),
+        "sent": sum(a[1] for a in arms.values()),
+        "conversions": sum(a[2] for a in arms.values()),
+        "revenue": sum(a[3] for a in arms.values()),
+        "cost": sum(a[4] for a in arms.values()),
+        "channels": dict(channels),
+        "reasons": dict(reasons),
+        "error_rate": intake[0] / intake[1],
+    }
+
+
+async def _quiet(store: ClickHouseStore, seconds: float = 4.0) -> None:
+    """Wait until no activity has arrived for `seconds` (the second step sends a second
+    after the first)."""
+    import asyncio
+
+    last, still = -1, 0.0
+    while still < seconds:
+        rows = (await store.query("SELECT count() FROM {db}.activities")).result_rows
+        last, still = rows[0][0], (still + 0.5 if rows[0][0] == last else 0.0)
+        await asyncio.sleep(0.5)
+
+
+async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
+    test_settings: Settings,
+) -> None:
+    s = test_settings
+    await ensure_topics(s)
+    users = [f"d{i}" for i in range(60)]
+    async with running_gateway(s) as api, running_engine(s):
+        store: ClickHouseStore = api.gateway_app.state.gw.store  # type: ignore[attr-defined]
+        created = (await api.post(API, json=sequence())).json()
+        await publish(
+            s.kafka_bootstrap_servers,
+            s.topic_events,
+            [event(f"s-{u}", u, "signed_up") for u in users]
+            + [(b"d0", b'{"workspace_id": "acme", "user_id": "d0"}')],  # dead-lettered
+        )
+        await publish(
+            s.kafka_bootstrap_servers,
+            s.topic_events,
+            [event(f"p-{u}", u, "purchased", properties={"amount": 12.5}) for u in users[::4]],
+        )
+
+        async def settled() -> bool:
+            rows = (
+                await store.query(
+                    "SELECT countIf(type = 'conversion'), countIf(type = 'event_rejected') "
+                    "FROM {db}.activities FINAL"
+                )
+            ).result_rows
+            return bool(rows[0] == (len(users[::4]), 1))
+
+        await eventually(settled, timeout=90, what="conversions and the dead letter stored")
+        await _quiet(store)
+        direct = await _direct(store, "acme")
+        assert direct["sent"] > 0 and direct["conversions"] == len(users[::4])
+
+        url = f"{str(api.base_url).rstrip('/')}/dashboard/{created['id']}"
+        page = Elements(await rendered_dom(url))
+        assert page.body.get("data-state") == "ready", page.text.get("status")
+        assert "no-charts" not in page.by_id, "Chart.js must be served locally"
+        assert page.text["sequence-name"].startswith("Welcome series")
+
+        def tile(name: str) -> tuple[float, str]:
+            return float(page.by_id[f"kpi-{name}"]["data-value"]), page.text[f"kpi-{name}"]
+
+        for name in ("enrolled", "sent", "conversions"):
+            value, text = tile(name)
+            assert value == direct[name], name
+            assert f"{direct[name]:,}" in text, (name, text)
+        for name in ("revenue", "cost"):
+            value, text = tile(name)
+            assert value == pytest.approx(direct[name]), name
+            assert f"{direct[name]:,.2f}" in text, (name, text)
+        rate, rate_text = tile("conversion_rate")
+        assert rate == pytest.approx(direct["conversions"] / direct["enrolled"])
+        assert f"{rate * 100:.1f}%" in rate_text
+        error_rate, error_text = tile("error_rate")
+        assert error_rate == pytest.approx(direct["error_rate"])
+        assert f"{direct['error_rate'] * 100:.2f}%" in error_text
+
+        holdout = direct["arms"]["holdout"]
+        messaged = [direct["arms"][a] for a in ("adaptive", "baseline") if a in direct["arms"]]
+        treated_users = sum(a[0] for a in messaged)
+        incremental = sum(a[3] for a in messaged) - treated_users * holdout[3] / holdout[0]
+        assert float(page.by_id["kpi-incremental_revenue"]["data-value"]) == pytest.approx(
+            incremental
+        )
+        cost = sum(a[4] for a in messaged)
+        assert float(page.by_id["kpi-roi"]["data-value"]) == pytest.approx(
+            (incremental - cost) / cost
+        )
+
+        for chart in CHARTS:
+            assert page.by_id[chart].get("data-rendered") == "true", chart
+        arms_chart = json.loads(page.by_id["chart-arms"]["data-points"])
+        assert arms_chart["arms"] == sorted(direct["arms"])
+        assert arms_chart["rates"] == pytest.approx(
+            [direct["arms"][a][2] / direct["arms"][a][0] for a in arms_chart["arms"]]
+        )
+        for rate, ci in zip(arms_chart["rates"], arms_chart["ci95"], strict=True):
+            assert ci[0] <= rate <= ci[1]
+        channels_chart = json.loads(page.by_id["chart-channels"]["data-points"])
+        assert dict(zip(channels_chart["channels"], channels_chart["sent"], strict=True)) == (
+            direct["channels"]
+        )
+        reasons_chart = json.loads(page.by_id["chart-reasons"]["data-points"])
+        reasons = dict(zip(reasons_chart["reasons"], reasons_chart["counts"], strict=True))
+        assert reasons == direct["reasons"] and reasons["holdout"] >= holdout[0]
+        decisions = page.rows["decisions-table"]
+        assert 0 < len(decisions) <= 25 and all("data-activity" in r for r in decisions)
+
+        picture = await screenshot(url, "dashboard-sequence.png")
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert picture.stat().st_size > 30_000, "a blank page compresses to a few KB"
+
+        overview = Elements(await rendered_dom(url.rsplit("/", 1)[0]))
+        assert overview.body.get("data-state") == "ready"
+        assert [r["data-config"] for r in overview.rows["sequences-table"]] == [created["id"]]
+        assert float(overview.by_id["kpi-conversions"]["data-value"]) == direct["conversions"]
+        await screenshot(url.rsplit("/", 1)[0], "dashboard-overview.png", "1400,1000")
+        assert await _direct(store, "acme") == direct, "the data moved while it was checked"
+
+
+async def test_with_keys_the_page_asks_for_one_and_a_key_sees_only_its_workspace(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys.json"
+    acme = add_key(keys_file, "acme-ui", "acme")
+    globex = add_key(keys_file, "globex-ui", "globex")
+    settings = test_settings.model_copy(update={"api_keys_file": keys_file})
+    async with running_gateway(settings, headers={"Authorization": f"Bearer {acme}"}) as api:
+        created = (await api.post(API, json=sequence("acme", "Acme welcome"))).json()
+        base = str(api.base_url).rstrip("/")
+        page = f"{base}/dashboard/{created['id']}"
+
+        anonymous = Elements(await rendered_dom(page))
+        assert anonymous.body.get("data-state") == "login"
+        assert "api-key" in anonymous.by_id
+
+        keyed = Elements(await rendered_dom(f"{page}#key={acme}"))
+        assert keyed.body.get("data-state") == "ready"
+        assert keyed.text["sequence-name"].startswith("Acme welcome")
+        assert keyed.by_id["kpi-sent"]["data-value"] == "0"
+
+        foreign = Elements(await rendered_dom(f"{page}#key={globex}"))
+        assert foreign.body.get("data-state") == "error"
+        assert "404" in foreign.text["status"]
+        theirs = Elements(await rendered_dom(f"{base}/dashboard#key={globex}"))
+        assert theirs.body.get("data-state") == "ready"
+        assert theirs.rows["sequences-table"] == [], "another workspace's sequences stay hidden"
