@@ -25,7 +25,14 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 API = "/api/v1/035-sequential-messaging-engine"
-CHARTS = ("chart-trend", "chart-arms", "chart-lift", "chart-channels", "chart-reasons", "chart-errors")
+CHARTS = (
+    "chart-trend",
+    "chart-arms",
+    "chart-lift",
+    "chart-channels",
+    "chart-reasons",
+    "chart-errors",
+)
 
 
 def sequence(workspace: str = "acme", name: str = "Welcome series") -> dict[str, Any]:
@@ -185,8 +192,9 @@ async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
         for rate, ci in zip(arms_chart["rates"], arms_chart["ci95"], strict=True):
             assert ci[0] <= rate <= ci[1]
         channels_chart = json.loads(page.by_id["chart-channels"]["data-points"])
-        assert dict(zip(channels_chart["channels"], channels_chart["sent"], strict=True)) == (
-            direct["channels"]
+        assert (
+            dict(zip(channels_chart["channels"], channels_chart["sent"], strict=True))
+            == (direct["channels"])
         )
         reasons_chart = json.loads(page.by_id["chart-reasons"]["data-points"])
         reasons = dict(zip(reasons_chart["reasons"], reasons_chart["counts"], strict=True))

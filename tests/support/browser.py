@@ -92,7 +92,7 @@ class Elements(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         while self._open:
-            open_tag, ident = self._open.pop()
+            open_tag, _ = self._open.pop()
             if tag == "table" and open_tag == "table" and self._table:
                 self._table.pop()
             if open_tag == tag:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -85,7 +85,7 @@ async def sequence_dashboard_data(
     start, end = report_window(from_, to)
     await gw.rollup.refresh()
     payload = await sequence_dashboard(
-        gw.store, config.workspace_id, config_id, start, end, granularity
+        gw.store, config.workspace_id, config_id, start, end, datetime.now(UTC), granularity
     )
     return {
         "config": {**_summary(config), "steps": [step.id for step in config.steps]},

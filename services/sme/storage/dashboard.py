@@ -28,7 +28,7 @@ DECISIONS = tuple(
         ActivityType.CONVERSION,
     )
 )
-RECENT_FIRST_LOOK = timedelta(days=1)
+RECENT_LOOKS = (timedelta(hours=1), timedelta(days=1))
 OVERVIEW_SQL = """
 SELECT config_id, arm, sum(enrolled), sum(sent), sum(conversions), sum(revenue), sum(cost),
     sum(unsubscribed)
@@ -46,14 +46,16 @@ async def recent_decisions(
     start: date,
     end: date,
     limit: int,
+    now: datetime,
 ) -> list[dict[str, Any]]:
-    """The newest decisions in the window. The last day is read first, which is enough for
-    any live sequence and keeps the scan to a few key ranges; quieter ones widen to the
-    whole window."""
+    """The newest decisions in the window. The last hour, then the last day, is read first,
+    which is enough for any live sequence and keeps FINAL to a few small key ranges; quieter
+    ones widen to the whole window."""
     since = datetime.combine(start, time.min, tzinfo=UTC)
     until = datetime.combine(end, time.min, tzinfo=UTC)
-    first_look = max(since, until - RECENT_FIRST_LOOK)
-    for lower in dict.fromkeys((first_look, since)):
+    latest = min(until, now)
+    looks = [max(since, latest - span) for span in RECENT_LOOKS]
+    for lower in dict.fromkeys((*looks, since)):
         flt = ActivityFilter(config_id, workspace_id, DECISIONS, since=lower, until=until)
         items, _ = await list_activities(store, flt, limit, None)
         if len(items) >= limit:
@@ -67,12 +69,13 @@ async def sequence_dashboard(
     config_id: str,
     start: date,
     end: date,
+    now: datetime,
     granularity: Literal["day", "week"] = "day",
     recent: int = 25,
 ) -> dict[str, Any]:
-    """Every figure one sequence's page shows."""
+    """Every figure one sequence's page shows (`now` anchors the recent-decisions look)."""
     metrics = await sequence_metrics(store, workspace_id, config_id, start, end, granularity)
-    decisions = await recent_decisions(store, workspace_id, config_id, start, end, recent)
+    decisions = await recent_decisions(store, workspace_id, config_id, start, end, recent, now)
     return {"metrics": metrics, "recent_decisions": decisions}
 
 
@@ -94,9 +97,16 @@ async def overview(
     )
     figures: dict[str, dict[str, Any]] = {}
     arms: dict[str, dict[str, tuple[int, int]]] = {}
-    for config_id, arm, enrolled, sent, conversions, revenue, cost, unsubscribed in (
-        result.result_rows
-    ):
+    for (
+        config_id,
+        arm,
+        enrolled,
+        sent,
+        conversions,
+        revenue,
+        cost,
+        unsubscribed,
+    ) in result.result_rows:
         total = figures.setdefault(
             config_id,
             dict.fromkeys(("enrolled", "sent", "conversions", "unsubscribed"), 0)

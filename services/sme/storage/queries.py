@@ -70,10 +70,12 @@ async def list_activities(
         at, after_id = decode_cursor(cursor)
         where.append("(occurred_at, activity_id) < ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})")
         params["c_at"], params["c_id"] = at, after_id
+    # A re-delivered activity is the same fact under the same id, so `LIMIT 1 BY` collapses
+    # duplicates like FINAL does, at a fraction of its cost on a narrow key range.
     sql = (
-        f"SELECT {', '.join(LISTED_COLUMNS)} FROM {{db}}.activities FINAL "  # noqa: S608 - fixed columns
+        f"SELECT {', '.join(LISTED_COLUMNS)} FROM {{db}}.activities "  # noqa: S608 - fixed columns
         f"WHERE {' AND '.join(where)} "
-        "ORDER BY occurred_at DESC, activity_id DESC LIMIT {limit:UInt32}"
+        "ORDER BY occurred_at DESC, activity_id DESC LIMIT 1 BY activity_id LIMIT {limit:UInt32}"
     )
     result = await store.query(sql, params)
     items = [

@@ -85,36 +85,51 @@ GROUP BY workspace_id, day
 """  # noqa: S608 - composed of module constants
 
 RESUME_MARGIN = timedelta(minutes=1)
+# Every insert adds a part and rows, so this metadata-only signature changes with every insert
+# (merges change it too, which costs one needless but cheap refresh).
+SIGNATURE = """
+SELECT sum(rows), count(), max(modification_time) FROM system.parts
+WHERE database = {database:String} AND table = 'activities' AND active
+"""
 
 
 class Rollup:
     def __init__(self, store: ClickHouseStore) -> None:
         self.store = store
         self._watermark: datetime | None = None
+        self._signature: tuple[Any, ...] | None = None
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> int:
         """Recompute every day that received rows since the last refresh; returns how many
         (workspace, config, day) groups were recomputed (-1 for a full build)."""
         async with self._lock:
+            signature = tuple(
+                (await self.store.query(SIGNATURE, {"database": self.store.database})).result_rows[
+                    0
+                ]
+            )
+            if signature == self._signature:
+                return 0  # nothing inserted or merged since the last refresh
             upto_rows = (
                 await self.store.query("SELECT max(inserted_at) FROM {db}.activities")
             ).result_rows
             upto = upto_rows[0][0]
             if upto is None or (self._watermark is not None and upto <= self._watermark):
+                self._signature = signature
                 return 0
             if self._watermark is None:
                 self._watermark = await self._resume_point()
                 if self._watermark is None:
                     await self._build(upto)
-                    self._watermark = upto
+                    self._watermark, self._signature = upto, signature
                     return -1
             touched = (
                 await self.store.query(TOUCHED, {"after": self._watermark, "upto": upto})
             ).result_rows
             for workspace_id, config_id, day in touched:
                 await self.recompute(workspace_id, config_id, day)
-            self._watermark = upto
+            self._watermark, self._signature = upto, signature
             return len(touched)
 
     async def _build(self, upto: datetime) -> None:
