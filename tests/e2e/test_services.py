@@ -91,6 +91,16 @@ async def test_an_event_published_to_kafka_shows_up_in_the_gateway_and_on_the_ch
         engine_metrics = (await http.get(deployment.engine_metrics_url)).text
         assert 'sme_commands_out_total{channel="email"} 1.0' in engine_metrics
         assert 'sme_dead_letters_total{reason="invalid_json"} 1.0' in engine_metrics
+        assert "sme_faust_messages_received_total" in engine_metrics
+
+        async def lag_reported() -> bool:
+            text = (await http.get(deployment.engine_metrics_url)).text
+            return (
+                f'sme_engine_consumer_lag{{partition="0",topic="{env["SME_TOPIC_EVENTS"]}"}} 0.0'
+                in text
+            )
+
+        await eventually(lag_reported, timeout=30, what="the engine's consumer lag, caught up")
 
         bad_limit = await http.get(f"{API}/welcome/activities", params={"limit": 1001})
         assert bad_limit.status_code == 422

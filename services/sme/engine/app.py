@@ -10,6 +10,7 @@ No exception escapes the agent: a dead agent silently stalls its partitions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -46,6 +47,7 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+LAG_INTERVAL_SECONDS = 5.0
 _SUPPRESSIONS = frozenset({"step_deferred", "step_skipped", "message_suppressed"})
 
 
@@ -133,6 +135,7 @@ class Engine:
         self.app.task(self._mirror_stats)
         self.app.timer(settings.timer_interval_seconds)(self._wake_due_users)
         self.app.timer(settings.stats_publish_seconds)(self._publish_stats)
+        self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
         self.app.on_rebalance_complete.connect(self._rebuild_due_index)
         self.configs.on_change(self._config_changed)
         self._configs_mirror = TopicMirror(
@@ -344,6 +347,22 @@ class Engine:
             counts = self._local_stats.get(stat_key)
             if counts is not None:
                 await self.stats_topic.send(key=stat_key.encode(), value=orjson.dumps(counts))
+
+    async def _report_lag(self) -> None:
+        """Consumer lag of the inputs per assigned partition: the broker's high-water mark
+        minus our position (faust's sensors carry no lag)."""
+        consumer = self.app.consumer
+        inputs = {self.settings.topic_events, self.settings.topic_timers}
+        for tp in consumer.assignment():
+            if tp.topic not in inputs:
+                continue
+            with contextlib.suppress(Exception):  # an assignment in flux: next tick
+                position = await consumer.position(tp)
+                highwater = consumer.highwater(tp)
+                if position is not None and highwater is not None:
+                    self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
+                        max(highwater - position, 0)
+                    )
 
     # --- dead letters -----------------------------------------------------------------------
     async def _reject(self, rejection: Rejection, message: Any) -> None:

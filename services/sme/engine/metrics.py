@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 MAX_EVENT_TYPE_LABELS = 100
 """Event types come from upstream apps; past this many distinct ones they count as 'other'."""
@@ -45,6 +45,12 @@ class EngineMetrics:
             "sme_timer_lateness_seconds",
             "How late a due step was woken.",
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 30.0),
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            "sme_engine_consumer_lag",
+            "Messages not yet consumed, per input topic partition.",
+            ["topic", "partition"],
             registry=registry,
         )
         self._types: set[str] = set()

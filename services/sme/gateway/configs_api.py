@@ -149,9 +149,11 @@ async def config_metrics(
     to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
     granularity: Literal["day", "week"] = "day",
 ) -> dict[str, Any]:
-    """Per arm (adaptive / baseline / holdout) and per day or week: enrolled, sent,
-    delivered, opened, clicked, conversions, revenue, unsubscribed, bounced, suppressed,
-    cost and rates; the lift of adaptive vs baseline and vs holdout with 95% CIs."""
+    """Per arm (adaptive / baseline / holdout), per channel and per day or week: enrolled,
+    sent, delivered, opened, clicked, conversions, revenue, unsubscribed, bounced, suppressed
+    (and by reason), cost, rates and cost per conversion; the lift of adaptive vs baseline and
+    vs holdout with 95% CIs; incremental conversions, revenue and ROI over the holdout; the
+    workspace's event error rate."""
     config = _service(request).get(config_id, who.workspace_id)
     start, end = report_window(from_, to)
     await request.app.state.gw.rollup.refresh()
@@ -184,7 +186,9 @@ async def config_report(
             "to": end.isoformat(),
             "rows": rows,
             "arms": summary["arms"],
+            "channels": summary["channels"],
             "lift": summary["lift"],
+            "incremental": summary["incremental"],
         }
         return Response(orjson.dumps(body), media_type="application/json")
     content = await report_file(store, params, format)
