@@ -236,3 +236,73 @@ async def test_after_a_restart_the_rollup_continues_instead_of_rebuilding(
         assert await Rollup(store).refresh() == 0, "a new process resumes from the last refresh"
     finally:
         await store.aclose()
+
+
+async def test_latest_decisions_page_through_duplicates_and_erasure_clears_the_log(
+    test_settings: Settings,
+) -> None:
+    from datetime import timedelta
+
+    from sme.contracts.commands import Arm
+    from sme.storage.dashboard import recent_decisions
+    from sme.storage.queries import ActivityFilter, list_activities
+
+    store = await ClickHouseStore(
+        test_settings.clickhouse_dsn.get_secret_value(), test_settings.clickhouse_database
+    ).open_async()
+    now = datetime.now(UTC).replace(microsecond=0)
+    try:
+        sends = [
+            activity_row(
+                _activity(n).model_copy(
+                    update={
+                        "type": ActivityType.COMMAND_EMITTED,
+                        "config_id": "cfg",
+                        "arm": Arm.ADAPTIVE,
+                        "user_id": f"u{n % 3}",
+                        "occurred_at": now - timedelta(minutes=n),
+                    }
+                )
+            )
+            for n in range(30)
+        ]
+        for _ in range(3):  # every activity delivered three times
+            await store.insert("activities", sends, ACTIVITY_COLUMNS)
+        log = await store.query("SELECT count() FROM {db}.decision_log WHERE config_id = 'cfg'")
+        assert log.result_rows == [(90,)], "the materialized view copies every insert"
+
+        seen: list[str] = []
+        cursor = None
+        for table in ("activities", "decision_log"):
+            seen, cursor = [], None
+            while True:
+                page, cursor = await list_activities(
+                    store,
+                    ActivityFilter("cfg", "w1"),
+                    7,
+                    cursor,
+                    table=table,  # type: ignore[arg-type]
+                )
+                assert len(page) == 7 or cursor is None
+                seen += [item["activity_id"] for item in page]
+                if cursor is None:
+                    break
+            assert len(seen) == len(set(seen)) == 30, table
+        expected = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"a{n}")) for n in range(30)]
+        assert seen == expected, "newest first"
+
+        today = now.date()
+        latest = await recent_decisions(
+            store, "w1", "cfg", today - timedelta(days=30), today + timedelta(days=1), 25, now
+        )
+        assert [item["activity_id"] for item in latest] == expected[:25]
+
+        await store.erase_user("w1", "u0")
+        left = await recent_decisions(
+            store, "w1", "cfg", today - timedelta(days=30), today + timedelta(days=1), 25, now
+        )
+        assert left and all(item["user_id"] != "u0" for item in left)
+        erased = await store.query("SELECT count() FROM {db}.decision_log WHERE user_id = 'u0'")
+        assert erased.result_rows == [(0,)]
+    finally:
+        await store.aclose()

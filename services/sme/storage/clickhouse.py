@@ -27,6 +27,7 @@ from sme.storage.sql import checked_identifier
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+ERASABLE_TABLES = ("activities", "decision_log")  # every table holding user ids
 
 
 class StoreLock:
@@ -146,16 +147,17 @@ class ClickHouseStore:
         await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
 
     async def erase_user(self, workspace_id: str, user_id: str) -> None:
-        """Delete every activity row of one user (a lightweight delete: gone from reads at
-        once, physically removed at the next merge)."""
+        """Delete every activity row of one user, and its copy in the decision log (a
+        lightweight delete: gone from reads at once, physically removed at the next merge)."""
         writer = self._require(self._writer)
 
         def run() -> None:
-            writer.command(
-                f"DELETE FROM {self.database}.activities "  # noqa: S608 - checked identifier
-                "WHERE workspace_id = {w:String} AND user_id = {u:String}",
-                parameters={"w": workspace_id, "u": user_id},
-            )
+            for table in ERASABLE_TABLES:
+                writer.command(
+                    f"DELETE FROM {self.database}.{table} "  # noqa: S608 - checked identifiers
+                    "WHERE workspace_id = {w:String} AND user_id = {u:String}",
+                    parameters={"w": workspace_id, "u": user_id},
+                )
 
         await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
 

@@ -28,7 +28,7 @@ DECISIONS = tuple(
         ActivityType.CONVERSION,
     )
 )
-RECENT_LOOKS = (timedelta(hours=1), timedelta(days=1))
+DECISION_LOG_SPAN = timedelta(days=7)  # the log keeps 8; a day's margin for its TTL merges
 OVERVIEW_SQL = """
 SELECT config_id, arm, sum(enrolled), sum(sent), sum(conversions), sum(revenue), sum(cost),
     sum(unsubscribed)
@@ -48,18 +48,23 @@ async def recent_decisions(
     limit: int,
     now: datetime,
 ) -> list[dict[str, Any]]:
-    """The newest decisions in the window. The last hour, then the last day, is read first,
-    which is enough for any live sequence and keeps FINAL to a few small key ranges; quieter
-    ones widen to the whole window."""
+    """The newest decisions in the window: from `decision_log` (time-ordered, the last
+    `DECISION_LOG_DAYS`), then from `activities` for any older part of the window."""
     since = datetime.combine(start, time.min, tzinfo=UTC)
     until = datetime.combine(end, time.min, tzinfo=UTC)
-    latest = min(until, now)
-    looks = [max(since, latest - span) for span in RECENT_LOOKS]
-    for lower in dict.fromkeys((*looks, since)):
-        flt = ActivityFilter(config_id, workspace_id, DECISIONS, since=lower, until=until)
-        items, _ = await list_activities(store, flt, limit, None)
-        if len(items) >= limit:
-            break
+    log_start = now - DECISION_LOG_SPAN
+    items: list[dict[str, Any]] = []
+    if until > log_start:
+        flt = ActivityFilter(
+            config_id, workspace_id, DECISIONS, since=max(since, log_start), until=until
+        )
+        items, _ = await list_activities(store, flt, limit, None, table="decision_log")
+    if len(items) < limit and since < log_start:
+        flt = ActivityFilter(
+            config_id, workspace_id, DECISIONS, since=since, until=min(until, log_start)
+        )
+        older, _ = await list_activities(store, flt, limit - len(items), None)
+        items += older
     return items
 
 

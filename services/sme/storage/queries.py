@@ -7,7 +7,7 @@ import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -15,6 +15,7 @@ from sme.storage.activities import ACTIVITY_COLUMNS
 from sme.storage.clickhouse import ClickHouseStore
 
 LISTED_COLUMNS = ACTIVITY_COLUMNS  # an activity is listed as it is stored
+TABLES = {"activities": "activities", "decision_log": "decision_log"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +47,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def list_activities(
-    store: ClickHouseStore, flt: ActivityFilter, limit: int, cursor: str | None
+    store: ClickHouseStore,
+    flt: ActivityFilter,
+    limit: int,
+    cursor: str | None,
+    table: Literal["activities", "decision_log"] = "activities",
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Newest first, keyset-paginated on (occurred_at, activity_id); duplicates collapsed."""
+    """Newest first, keyset-paginated on (occurred_at, activity_id); duplicates collapsed.
+    `decision_log` holds the last days' decisions ordered by time (see its migration)."""
     where = ["config_id = {config_id:String}"]
-    params: dict[str, Any] = {"config_id": flt.config_id, "limit": limit + 1}
+    params: dict[str, Any] = {"config_id": flt.config_id}
     if flt.workspace_id is not None:
         where.insert(0, "workspace_id = {workspace_id:String}")
         params["workspace_id"] = flt.workspace_id
@@ -70,17 +76,28 @@ async def list_activities(
         at, after_id = decode_cursor(cursor)
         where.append("(occurred_at, activity_id) < ({c_at:DateTime64(3, 'UTC')}, {c_id:UUID})")
         params["c_at"], params["c_id"] = at, after_id
-    # A re-delivered activity is the same fact under the same id, so `LIMIT 1 BY` collapses
-    # duplicates like FINAL does, at a fraction of its cost on a narrow key range.
+    # A re-delivered activity is the same fact under the same id (rows are equal), so
+    # duplicates are collapsed here, in time order, rather than by FINAL or LIMIT BY, which
+    # would stop ClickHouse from reading the key in order and stopping early. A page short of
+    # rows because of duplicates asks for more.
     sql = (
-        f"SELECT {', '.join(LISTED_COLUMNS)} FROM {{db}}.activities "  # noqa: S608 - fixed columns
+        f"SELECT {', '.join(LISTED_COLUMNS)} FROM {{db}}.{TABLES[table]} "  # noqa: S608 - fixed
         f"WHERE {' AND '.join(where)} "
-        "ORDER BY occurred_at DESC, activity_id DESC LIMIT 1 BY activity_id LIMIT {limit:UInt32}"
+        "ORDER BY occurred_at DESC, activity_id DESC LIMIT {limit:UInt32}"
     )
-    result = await store.query(sql, params)
-    items = [
-        _activity_item(dict(zip(LISTED_COLUMNS, row, strict=True))) for row in result.result_rows
-    ]
+    fetch = (limit + 1) * 2
+    while True:
+        params["limit"] = fetch
+        rows = (await store.query(sql, params)).result_rows
+        if len({row[0] for row in rows}) > limit or len(rows) < fetch:
+            break
+        fetch *= 4
+    seen: set[Any] = set()
+    items: list[dict[str, Any]] = []
+    for row in rows:
+        if row[0] not in seen and len(items) <= limit:
+            seen.add(row[0])
+            items.append(_activity_item(dict(zip(LISTED_COLUMNS, row, strict=True))))
     next_cursor = None
     if len(items) > limit:
         items = items[:limit]
