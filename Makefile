@@ -69,7 +69,7 @@ test-e2e: install kafka-start
 bench: install kafka-start ## benchmarks: writes bench/results/latest.json (see BENCHMARKS.md)
 	$(BIN)/python bench/core_bench.py --users 20000
 	$(BIN)/python bench/engine_bench.py --users 3000 --wait 20
-	$(BIN)/python bench/dashboard_bench.py --rows 10000000 --repeats 10
+	$(BIN)/python bench/dashboard_bench.py --rows 10000000 --repeats 20
 
 schemas: install ## regenerate schemas/*.schema.json from the pydantic models
 	$(BIN)/sme schemas

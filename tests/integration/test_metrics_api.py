@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from sme.settings import Settings
+from sme.storage.activities import ACTIVITY_COLUMNS
 from sme.storage.clickhouse import ClickHouseStore
 from sme.topics import ensure_topics
 from tests.support.events import event
@@ -120,6 +121,27 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         assert body["reliability"]["error_rate"] == pytest.approx(
             1 / (len(users) + len(users[::3]) + 1)
         )
+
+        # every activity delivered again (a sink redelivery): no report figure moves
+        window = {"from": today.isoformat(), "to": (today + timedelta(days=1)).isoformat()}
+        report_before = (await api.get(f"{API}/{created['id']}/report", params=window)).json()
+        columns = ", ".join(ACTIVITY_COLUMNS)  # inserted_at is new, as in a real redelivery
+        await store.execute(
+            f"INSERT INTO {{db}}.activities ({columns}) SELECT {columns} FROM {{db}}.activities",  # noqa: S608 - fixed columns
+            {},
+        )
+        doubled = (
+            await store.query("SELECT count(), uniqExact(activity_id) FROM {db}.activities")
+        ).result_rows[0]
+        assert doubled[0] == 2 * doubled[1]
+        again = (await api.get(f"{API}/{created['id']}/metrics", params=window)).json()
+        assert (again["arms"], again["channels"], again["series"]) == (
+            body["arms"],
+            body["channels"],
+            body["series"],
+        )
+        report_after = (await api.get(f"{API}/{created['id']}/report", params=window)).json()
+        assert report_after["rows"] == report_before["rows"]
 
         backwards = await api.get(
             f"{API}/{created['id']}/metrics", params={"from": "2026-02-02", "to": "2026-02-01"}

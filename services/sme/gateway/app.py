@@ -124,6 +124,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
                     gw.config_task,
                     gw.history_task,
                     gw.automation_task,
+                    gw.rollup_task,
                 ):
                     background.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
