@@ -207,7 +207,7 @@ function renderSequence(data) {
     kpi("roi", "ROI", messaged ? messaged.roi : null, fmt.ratio(messaged && messaged.roi), "(incr. revenue − cost) / cost"),
     kpi("error_rate", "Event error rate", errorRate, fmt.pct2(errorRate),
       `${fmt.int(m.reliability.rejected)} dead-lettered of ${fmt.int(m.reliability.received + m.reliability.duplicates + m.reliability.rejected)} (workspace)`,
-      errorRate != null && errorRate >= 0.01 ? "bad" : "good"),
+      errorRate == null ? "" : errorRate >= 0.01 ? "bad" : "good"),
   );
 
   // daily trend: conversions per arm, and sends
