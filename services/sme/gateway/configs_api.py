@@ -32,6 +32,8 @@ def principal(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(principal)]
+FromDate = Annotated[date | None, Query(alias="from", description="UTC date, inclusive")]
+ToDate = Annotated[date | None, Query(description="UTC date, exclusive")]
 router = APIRouter(dependencies=[Depends(principal)])
 
 
@@ -145,8 +147,8 @@ async def config_metrics(
     request: Request,
     who: Caller,
     config_id: str,
-    from_: Annotated[date | None, Query(alias="from", description="UTC date, inclusive")] = None,
-    to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
+    from_: FromDate = None,
+    to: ToDate = None,
     granularity: Literal["day", "week"] = "day",
 ) -> dict[str, Any]:
     """Per arm (adaptive / baseline / holdout), per channel and per day or week: enrolled,
@@ -167,8 +169,8 @@ async def config_report(
     who: Caller,
     config_id: str,
     format: Literal["csv", "json", "parquet"] = "json",
-    from_: Annotated[date | None, Query(alias="from", description="UTC date, inclusive")] = None,
-    to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
+    from_: FromDate = None,
+    to: ToDate = None,
 ) -> Response:
     """Daily metrics per arm and channel plus the lift summary. JSON carries both; CSV and
     Parquet carry the daily rows, and the lift summary in the `SME-Lift` header (JSON)."""

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from sme.contracts.sequences import SequenceConfig
-from sme.gateway.configs_api import API, Caller, report_window
+from sme.gateway.configs_api import API, Caller, FromDate, ToDate, report_window
 from sme.storage.dashboard import overview, sequence_dashboard
 
 log = logging.getLogger(__name__)
@@ -44,16 +44,14 @@ async def dashboard_page() -> FileResponse:
 async def dashboard_overview(
     request: Request,
     who: Caller,
-    from_: Annotated[date | None, Query(alias="from", description="UTC date, inclusive")] = None,
-    to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
+    from_: FromDate = None,
+    to: ToDate = None,
 ) -> dict[str, Any]:
     """Every sequence the caller may see, with its headline figures over the window."""
     started = time.perf_counter()
     start, end = report_window(from_, to)
     gw = request.app.state.gw
-    configs = [
-        c for c in gw.configs.registry.all_configs() if who.may_see(c.workspace_id)
-    ]
+    configs = [c for c in gw.configs.registry.all_configs() if who.may_see(c.workspace_id)]
     await gw.rollup.refresh()
     figures = await overview(gw.store, [(c.workspace_id, c.id) for c in configs], start, end)
     items = [
@@ -73,8 +71,8 @@ async def sequence_dashboard_data(
     request: Request,
     who: Caller,
     config_id: str,
-    from_: Annotated[date | None, Query(alias="from", description="UTC date, inclusive")] = None,
-    to: Annotated[date | None, Query(description="UTC date, exclusive")] = None,
+    from_: FromDate = None,
+    to: ToDate = None,
     granularity: Literal["day", "week"] = "day",
 ) -> dict[str, Any]:
     """Everything one sequence's dashboard shows: its metrics (as `/metrics`) and its
