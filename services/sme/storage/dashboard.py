@@ -9,9 +9,8 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sme.contracts.activities import ActivityType
-from sme.core.lift import lift_report
 from sme.storage.clickhouse import ClickHouseStore
-from sme.storage.metrics import sequence_metrics
+from sme.storage.metrics import sequence_metrics, window_lift
 from sme.storage.queries import ActivityFilter, list_activities
 
 UTC = ZoneInfo("UTC")
@@ -29,6 +28,7 @@ DECISIONS = tuple(
     )
 )
 DECISION_LOG_SPAN = timedelta(days=7)  # the log keeps 8; a day's margin for its TTL merges
+OVERVIEW_COUNTS = ("enrolled", "sent", "conversions", "revenue", "cost", "unsubscribed")
 OVERVIEW_SQL = """
 SELECT config_id, arm, sum(enrolled), sum(sent), sum(conversions), sum(revenue), sum(cost),
     sum(unsubscribed)
@@ -49,7 +49,7 @@ async def recent_decisions(
     now: datetime,
 ) -> list[dict[str, Any]]:
     """The newest decisions in the window: from `decision_log` (time-ordered, the last
-    `DECISION_LOG_DAYS`), then from `activities` for any older part of the window."""
+    `DECISION_LOG_SPAN`), then from `activities` for any older part of the window."""
     since = datetime.combine(start, time.min, tzinfo=UTC)
     until = datetime.combine(end, time.min, tzinfo=UTC)
     log_start = now - DECISION_LOG_SPAN
@@ -100,37 +100,16 @@ async def overview(
             "until": end,
         },
     )
+    per_arm: dict[str, dict[str, dict[str, Any]]] = {}
+    for config_id, arm, *values in result.result_rows:
+        per_arm.setdefault(config_id, {})[arm] = dict(zip(OVERVIEW_COUNTS, values, strict=True))
     figures: dict[str, dict[str, Any]] = {}
-    arms: dict[str, dict[str, tuple[int, int]]] = {}
-    for (
-        config_id,
-        arm,
-        enrolled,
-        sent,
-        conversions,
-        revenue,
-        cost,
-        unsubscribed,
-    ) in result.result_rows:
-        total = figures.setdefault(
-            config_id,
-            dict.fromkeys(("enrolled", "sent", "conversions", "unsubscribed"), 0)
-            | {"revenue": 0.0, "cost": 0.0},
-        )
-        for key, value in (
-            ("enrolled", int(enrolled)),
-            ("sent", int(sent)),
-            ("conversions", int(conversions)),
-            ("unsubscribed", int(unsubscribed)),
-            ("revenue", float(revenue)),
-            ("cost", float(cost)),
-        ):
-            total[key] += value
-        arms.setdefault(config_id, {})[arm] = (min(int(conversions), int(enrolled)), int(enrolled))
-    for config_id, total in figures.items():
+    for config_id, arms in per_arm.items():
+        total = {key: sum(row[key] for row in arms.values()) for key in OVERVIEW_COUNTS}
         total["conversion_rate"] = (
             total["conversions"] / total["enrolled"] if total["enrolled"] else None
         )
-        lift = lift_report(arms[config_id])["vs_baseline"]
+        lift = window_lift(arms)["vs_baseline"]
         total["lift_vs_baseline"] = lift.to_dict() if lift else None
+        figures[config_id] = total
     return figures

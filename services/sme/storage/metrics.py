@@ -6,12 +6,12 @@ id counts once (the rollup reads FINAL)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sme.core.lift import lift_report, wilson_interval
+from sme.core.lift import Lift, lift_report, wilson_interval
 from sme.core.roi import ArmTotals, incremental_report
 from sme.storage.clickhouse import ClickHouseStore
 
@@ -94,14 +94,7 @@ async def sequence_metrics(
         arm: {**totals, **_rates(totals), "conversion_rate_ci95": _rate_interval(totals)}
         for arm, totals in arms.items()
     }
-    # A window can hold conversions of users enrolled before it; the lift compares rates, so
-    # conversions are capped at the users enrolled in the window (a known approximation).
-    lift = lift_report(
-        {
-            arm: (min(int(t["conversions"]), int(t["enrolled"])), int(t["enrolled"]))
-            for arm, t in arms.items()
-        }
-    )
+    lift = window_lift(arms)
     increments = incremental_report(
         {
             arm: ArmTotals(
@@ -129,6 +122,18 @@ async def sequence_metrics(
         },
         "reliability": await _reliability(store, params, granularity),
     }
+
+
+def window_lift(arms: Mapping[str, Mapping[str, Any]]) -> dict[str, Lift | None]:
+    """The lift of per-arm totals over a window. A window can hold conversions of users
+    enrolled before it; the lift compares rates, so conversions are capped at the users
+    enrolled in the window (a known approximation)."""
+    return lift_report(
+        {
+            arm: (min(int(t["conversions"]), int(t["enrolled"])), int(t["enrolled"]))
+            for arm, t in arms.items()
+        }
+    )
 
 
 async def _reliability(
