@@ -41,7 +41,7 @@ def _settings(data_dir: Path) -> Settings:
         topic_activities=f"{run}.activities",
         topic_configs=f"{run}.configs",
         topic_dlq=f"{run}.dlq",
-        topic_timers=f"{run}.timers",
+        topic_inputs=f"{run}.inputs",
         topic_stats=f"{run}.stats",
     )
 

@@ -40,7 +40,7 @@ def unique_topic_env(tag: str) -> dict[str, str]:
         "SME_TOPIC_ACTIVITIES": f"{run}.activities",
         "SME_TOPIC_CONFIGS": f"{run}.configs",
         "SME_TOPIC_DLQ": f"{run}.dlq",
-        "SME_TOPIC_TIMERS": f"{run}.timers",
+        "SME_TOPIC_INPUTS": f"{run}.inputs",
         "SME_TOPIC_STATS": f"{run}.stats",
         "SME_ENGINE_APP_ID": f"{run}-engine",
         "SME_GATEWAY_GROUP_ID": f"{run}-gateway",

@@ -28,3 +28,7 @@ class StorageUnavailableError(SmeError):
 
 class BrokerUnavailableError(SmeError):
     """Kafka could not be reached within the start-up wait."""
+
+
+class TopicLayoutError(ConfigurationError):
+    """A topic that must be co-partitioned with the engine's inputs has another count."""

@@ -51,6 +51,18 @@ class Settings(BaseSettings):
     engine_store: Literal["rocksdb", "memory"] = Field(
         "rocksdb", description="Faust table store for per-user state."
     )
+    engine_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Most inputs the engine decides in one batch."
+    )
+    engine_batch_seconds: float = Field(
+        0.02, gt=0, le=5, description="Longest wait to fill a batch before deciding it."
+    )
+    engine_session_timeout_seconds: float = Field(
+        10.0,
+        ge=6,
+        le=300,
+        description="Kafka group session timeout: a killed engine's partitions move after it.",
+    )
     timer_interval_seconds: float = Field(
         0.1, gt=0, le=5, description="How often the engine wakes due users."
     )
@@ -79,7 +91,11 @@ class Settings(BaseSettings):
     topic_activities: str = Field("sme.activities", description="Decisions and observations.")
     topic_configs: str = Field("sme.configs", description="Compacted configurations.")
     topic_dlq: str = Field("sme.dlq", description="Dead letters with reasons.")
-    topic_timers: str = Field("sme.timers", description="Engine-internal timer ticks, key = user.")
+    topic_inputs: str = Field(
+        "sme.inputs",
+        description="Engine-internal: valid events repartitioned by (workspace, user), timer "
+        "ticks and erase requests, each on the partition that owns the user's state.",
+    )
     topic_stats: str = Field("sme.stats", description="Population statistics (compacted).")
     topic_partitions: int = Field(6, ge=1, le=1000, description="Partitions of new topics.")
     topic_replication: int = Field(1, ge=1, le=5, description="Replication of new topics.")
@@ -113,7 +129,7 @@ class Settings(BaseSettings):
         "topic_activities",
         "topic_configs",
         "topic_dlq",
-        "topic_timers",
+        "topic_inputs",
         "topic_stats",
     )
     @classmethod

@@ -22,6 +22,7 @@ from tests.support.infra import free_port
 
 @contextlib.asynccontextmanager
 async def running_engine(settings: Settings) -> AsyncIterator[Engine]:
+    await ensure_topics(settings)
     engine = Engine(settings.model_copy(update={"engine_web_port": free_port()}))
     async with faust_app_running(engine.app, stop_timeout=20):
         await asyncio.wait_for(engine.configs_loaded.wait(), 60)

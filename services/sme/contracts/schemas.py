@@ -12,6 +12,7 @@ from sme.contracts.activities import Activity
 from sme.contracts.commands import Command
 from sme.contracts.config_records import SequenceRecord, WorkspaceRecord
 from sme.contracts.dead_letters import DeadLetter
+from sme.contracts.engine_inputs import EraseRequest, ForwardedEvent, TimerTick
 from sme.contracts.events import Event
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
 
@@ -24,6 +25,9 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "workspace_settings": WorkspaceSettings,
     "sequence_record": SequenceRecord,
     "workspace_record": WorkspaceRecord,
+    "engine_input_event": ForwardedEvent,
+    "engine_input_tick": TimerTick,
+    "engine_input_erase": EraseRequest,
 }
 
 

@@ -1,53 +1,84 @@
-"""The engine adapter: deserialise, call the pure core, persist, emit. Nothing else.
+"""The engine adapter: deserialise, call the pure core, emit, then persist. Nothing else.
 
-One agent consumes the events topic and the engine's own timer topic (co-partitioned, keyed
-by user), so every state change happens inside stream iteration on the partition that owns
-the user. Outputs are sent before the state is written: a crash in between replays the input
-and re-sends the same deterministic ids (deduped downstream) rather than losing a command.
-No exception escapes the agent: a dead agent silently stalls its partitions.
+Two agents, both over batches (`take_events`), acknowledged only when the batch is done:
+- **intake** reads `sme.events` however the producer partitioned it, dead-letters what is
+  invalid and forwards each valid event to the partition of `sme.inputs` that owns the user
+  (`sme.routing.owner_partition`);
+- **decide** reads `sme.inputs` (forwarded events, timer ticks, erase requests), runs the core
+  over the batch with each user's state read once, sends every command and activity and waits
+  for the broker's acknowledgement, and only then writes the users and ledger tables and waits
+  for their changelogs. A crash at any point replays inputs whose state was not written, and the
+  replay emits the same deterministic ids; no offset is committed before all of it is stored.
+No exception escapes an agent: a dead agent silently stalls its partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import random
+import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import faust.streams
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from sme.config_mirror import ConfigRegistry, TopicMirror
 from sme.contracts.activities import Activity, ActivityType
 from sme.contracts.dead_letters import FieldError, RejectReason, SourcePosition
+from sme.contracts.engine_inputs import (
+    ENGINE_INPUT,
+    MAX_TICK_KEYS,
+    DueUser,
+    EraseRequest,
+    ForwardedEvent,
+    SourcePositionRef,
+    TimerTick,
+)
 from sme.contracts.sequences import SequenceConfig, Status
 from sme.core import sequence
 from sme.core.ids import stable_id
 from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activity
 from sme.core.timeutil import to_ms
 from sme.core.user_state import UserState, state_key
+from sme.engine.batch import Batch, rng_for
 from sme.engine.metrics import EngineMetrics
 from sme.engine.stats_board import StatsBoard
-from sme.engine.timers import DueIndex
+from sme.engine.timers import DueIndex, Wakeup
+from sme.routing import owner_partition
 from sme.settings import Settings
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
+OnFatal = Callable[[str], None]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def exit_process(reason: str) -> None:
+    """A table write whose changelog the broker refused leaves local state ahead of the
+    cluster's: stop at once (nothing of the batch was committed) and let the restart replay."""
+    log.critical("engine stopping: %s", reason)
+    logging.shutdown()
+    os._exit(70)
+
+
 LAG_INTERVAL_SECONDS = 5.0
+NO_PROGRESS_MS = 1_000
+"""A tick that changed nothing re-arms its user no sooner than this."""
+DELIVERY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
+CHANGELOG_TIMEOUT_SECONDS = 60.0
 _SUPPRESSIONS = frozenset({"step_deferred", "step_skipped", "message_suppressed"})
 
 
@@ -55,49 +86,53 @@ def _dump(model: BaseModel) -> bytes:
     return model.model_dump_json().encode()
 
 
-def _rng_for(*parts: object) -> random.Random:
-    """A decision's RNG, seeded by its input: a replayed input makes the same choices."""
-    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
-    return random.Random(int.from_bytes(digest, "big"))  # noqa: S311 - sampling, not secrets
+def _in_stream_of(event: Any) -> None:
+    """Make `event` Faust's current event: table reads and writes go to its partition."""
+    faust.streams._current_event.set(weakref.ref(event))
 
 
-class _PartitionLedger(Mapping[str, float]):
-    """This partition's budget spend, read from the ledger table."""
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
 
-    def __init__(self, table: Any, partition: int) -> None:
-        self.table, self.prefix = table, f"{partition}|"
 
-    def __getitem__(self, key: str) -> float:
-        value = self.table.get((self.prefix + key).encode())
-        if value is None:
-            raise KeyError(key)
-        return float(value)
+class _AckedTable(faust.Table):  # type: ignore[type-arg]
+    """A Faust table that keeps the futures of its changelog writes, so a batch can wait for
+    the broker to hold them before its offsets may be committed."""
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(())  # the core only looks keys up
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unacked: list[Awaitable[Any]] = []
 
-    def __len__(self) -> int:
-        return 0
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().send_changelog(*args, **kwargs)
+        self.unacked.append(future)
+        return future
 
 
 class Engine:
-    """Builds the Faust app (topics, tables, the agent, timer and stats tasks) around the core."""
+    """Builds the Faust app (topics, tables, agents, timer and stats tasks) around the core."""
 
     def __init__(
         self,
         settings: Settings,
         clock: Clock = utc_now,
         registry: CollectorRegistry | None = None,
+        on_fatal: OnFatal = exit_process,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.on_fatal = on_fatal
         self.metrics = EngineMetrics(registry or CollectorRegistry())
         self.configs = ConfigRegistry()
         self.stats = StatsBoard()
         self.due = DueIndex()
         self._dirty_stats: set[str] = set()
         self._local_stats: dict[str, list[float]] = {}
-        self._resumed: set[str] = set()
+        self._processed: dict[tuple[str, int], int] = {}
         settings.engine_table_dir.mkdir(parents=True, exist_ok=True)
         brokers = [
             f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")
@@ -116,21 +151,28 @@ class Engine:
             producer_acks=-1,
             producer_linger=0.005,  # batch sends: one request per few ms, not per message
             broker_commit_interval=1.0,
+            broker_session_timeout=settings.engine_session_timeout_seconds,
+            broker_heartbeat_interval=settings.engine_session_timeout_seconds / 5,
+            broker_rebalance_timeout=settings.engine_session_timeout_seconds * 2,
         )
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.inputs = self.app.topic(settings.topic_events, settings.topic_timers, **raw)
-        self.timers_topic = self.app.topic(settings.topic_timers, **raw)
-        self.command_topics = {
-            channel: self.app.topic(name, **raw)
-            for channel, name in settings.command_topics.items()
+        self.events_topic = self.app.topic(settings.topic_events, **raw)
+        self.inputs_topic = self.app.topic(settings.topic_inputs, **raw)
+        table_opts: dict[str, Any] = {
+            "beacon": self.app.tables.beacon,
+            "partitions": settings.topic_partitions,
+            "key_type": bytes,
         }
-        self.activities_topic = self.app.topic(settings.topic_activities, **raw)
-        self.dlq_topic = self.app.topic(settings.topic_dlq, **raw)
-        self.stats_topic = self.app.topic(settings.topic_stats, **raw)
-        table_opts: dict[str, Any] = {"partitions": settings.topic_partitions, "key_type": bytes}
-        self.users = self.app.Table("users", help="(workspace, user) -> UserState", **table_opts)
-        self.ledger = self.app.Table("ledger", help="partition|budget key -> spent", **table_opts)
-        self.app.agent(self.inputs, name="sme.engine.inputs")(self._consume)
+        self.users = _AckedTable(
+            self.app, name="users", help="(workspace, user) -> UserState", **table_opts
+        )
+        self.ledger = _AckedTable(
+            self.app, name="ledger", help="partition|budget key -> spent", **table_opts
+        )
+        self.app.tables.add(self.users)
+        self.app.tables.add(self.ledger)
+        self.app.agent(self.events_topic, name="sme.engine.intake")(self._intake)
+        self.app.agent(self.inputs_topic, name="sme.engine.decide")(self._decide)
         self.app.task(self._mirror_configs)
         self.app.task(self._mirror_stats)
         self.app.timer(settings.timer_interval_seconds)(self._wake_due_users)
@@ -151,155 +193,324 @@ class Engine:
         """Set once the config topic has been read up to its start-up end."""
         return self._configs_mirror.caught_up
 
-    # --- inputs -----------------------------------------------------------------------------
-    async def _consume(self, stream: Any) -> None:
+    # --- intake: validate and route to the user's partition --------------------------------
+    async def _intake(self, stream: Any) -> None:
+        s = self.settings
+        async for events in stream.take_events(s.engine_batch_size, within=s.engine_batch_seconds):
+            outgoing: list[Outgoing] = []
+            for event in events:
+                outgoing.extend(self._route(event.message))
+            await self._deliver(outgoing)
+            self._mark_processed(events)
+
+    def _route(self, message: Any) -> list[Outgoing]:
+        parsed = parse_event(message.value, self.settings.max_event_bytes)
+        if isinstance(parsed, Rejection):
+            return self._rejection(parsed, message)
+        record = ForwardedEvent(
+            source=SourcePositionRef(
+                topic=message.topic, partition=message.partition, offset=message.offset
+            ),
+            event=parsed,
+        )
+        partition = owner_partition(
+            parsed.workspace_id, parsed.user_id, self.settings.topic_partitions
+        )
+        key = state_key(parsed.workspace_id, parsed.user_id).encode()
+        return [Outgoing(self.settings.topic_inputs, key, _dump(record), partition)]
+
+    # --- decide: the core over a batch, outputs acknowledged before state ------------------
+    async def _decide(self, stream: Any) -> None:
         await self._configs_mirror.caught_up.wait()
-        async for event in stream.events():
-            if event.message.topic == self.settings.topic_timers:
-                await self.handle_tick(event.message)
-            else:
-                await self.handle(event.message)
-
-    async def handle(self, message: Any) -> None:
-        """Process one consumed event; never raises."""
-        started = time.perf_counter()
-        raw: bytes | None = message.value
-        try:
-            parsed = parse_event(raw, self.settings.max_event_bytes)
-            if isinstance(parsed, Rejection):
-                await self._reject(parsed, message)
-                return
-            key = state_key(parsed.workspace_id, parsed.user_id).encode()
-            stored = self.users.get(key)
-            state = (
-                UserState.from_dict(stored)
-                if stored
-                else UserState.new(parsed.workspace_id, parsed.user_id)
-            )
-            rng = _rng_for(message.topic, message.partition, message.offset)
-            outcome = sequence.on_event(
-                state,
-                parsed,
-                self.clock(),
-                rng,
-                self._context(parsed.workspace_id, message.partition),
-            )
-            await self._apply(outcome, key, parsed.user_id.encode(), message.partition)
-            self.metrics.events_in.labels(self.metrics.event_type_label(parsed.type)).inc()
-        except Exception as exc:
-            log.exception(
-                "processing %s[%s]@%s failed", message.topic, message.partition, message.offset
-            )
-            error = FieldError(loc="", message=str(exc)[:1000], type=type(exc).__name__)
-            await self._reject(Rejection(RejectReason.PROCESSING_ERROR, (error,)), message)
-        finally:
+        s = self.settings
+        async for events in stream.take_events(s.engine_batch_size, within=s.engine_batch_seconds):
+            started = time.perf_counter()
+            await self.decide_batch(events)
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
+            self.metrics.batch_size.observe(len(events))
 
-    async def handle_tick(self, message: Any) -> None:
-        """A timer tick: advance whatever of this user is due. Never raises."""
+    async def decide_batch(self, events: Sequence[Any]) -> None:
+        """Decide, deliver the outputs, then store the state: in that order, always."""
+        now = self.clock()
+        batch = Batch(self._read_state, self._read_ledger)
+        anchors: dict[int, Any] = {}
+        woken: dict[bytes, int] = {}
+        extra: list[Outgoing] = []
+        for event in events:
+            message = event.message
+            anchors.setdefault(message.partition, event)
+            _in_stream_of(event)
+            try:
+                item = ENGINE_INPUT.validate_json(message.value or b"")
+            except ValidationError as exc:
+                extra.extend(self._rejection(_invalid_input(exc), message))
+                continue
+            if isinstance(item, ForwardedEvent):
+                extra.extend(self._decide_event(batch, item, message, now))
+            elif isinstance(item, TimerTick):
+                extra.extend(self._decide_tick(batch, item.users, message, now, woken))
+            else:
+                self._erase(batch, item, message.partition, now)
+        await self._deliver([*self._outputs(batch), *extra])
+        await self._store(batch, anchors)
+        self._rearm(batch, woken, to_ms(now))
+        self._mark_processed(events)
+
+    def _decide_event(
+        self, batch: Batch, item: ForwardedEvent, message: Any, now: datetime
+    ) -> list[Outgoing]:
+        parsed = item.event
+        key = state_key(parsed.workspace_id, parsed.user_id).encode()
+        state = batch.state(key) or UserState.new(parsed.workspace_id, parsed.user_id)
+        rng = rng_for(item.source.topic, item.source.partition, item.source.offset)
         try:
-            tick = orjson.loads(message.value)
-            if "erase" in tick:
-                await self._erase(tick["erase"], message)
-                return
-            key = tick["k"].encode()
-            stored = self.users.get(key)
-            if not stored:
-                return
-            state = UserState.from_dict(stored)
-            now = self.clock()
-            self.metrics.timer_lateness.observe(max(0.0, (to_ms(now) - int(tick["due"])) / 1000))
-            rng = _rng_for(message.topic, message.partition, message.offset)
-            outcome = sequence.on_timer(
-                state, now, rng, self._context(state.workspace_id, message.partition)
+            outcome = sequence.on_event(
+                state, parsed, now, rng, self._context(batch, parsed.workspace_id, message)
             )
-            await self._apply(
-                outcome, key, message.key or state.user_id.encode(), message.partition
-            )
-        except Exception:
-            log.exception(
-                "timer tick %s[%s]@%s failed", message.topic, message.partition, message.offset
-            )
+        except Exception as exc:
+            log.exception("deciding %s[%s]@%s failed", *_position(message))
+            return self._rejection(_processing_error(exc), message)
+        batch.record(key, parsed.user_id.encode(), message.partition, outcome, before=state)
+        self._count_stats(outcome, message.partition)
+        self.metrics.events_in.labels(self.metrics.event_type_label(parsed.type)).inc()
+        return []
 
-    async def _erase(self, request: dict[str, str], message: Any) -> None:
+    def _decide_tick(
+        self,
+        batch: Batch,
+        users: Iterable[DueUser],
+        message: Any,
+        now: datetime,
+        woken: dict[bytes, int],
+    ) -> list[Outgoing]:
+        now_ms = to_ms(now)
+        letters: list[Outgoing] = []
+        for due_user in users:
+            key = due_user.key.encode()
+            state = batch.state(key)
+            woken[key] = message.partition
+            if state is None:
+                continue  # erased, or never stored: nothing to wake
+            self.metrics.timer_lateness.observe(max(0.0, (now_ms - due_user.due_ms) / 1000))
+            rng = rng_for(message.topic, message.partition, message.offset, due_user.key)
+            try:
+                outcome = sequence.on_timer(
+                    state, now, rng, self._context(batch, state.workspace_id, message)
+                )
+            except Exception as exc:
+                log.exception("timer of %s failed", due_user.key)
+                woken.pop(key)  # re-armed with backoff by `failed`, or given up
+                if not self.due.failed(key, message.partition, now_ms):
+                    self.metrics.timer_failures.inc()
+                    letters.extend(self._rejection(_processing_error(exc), message))
+                continue
+            self.due.succeeded(key)
+            if not batch.record(
+                key, state.user_id.encode(), message.partition, outcome, before=state
+            ):
+                self.metrics.ticks_unchanged.inc()
+            self._count_stats(outcome, message.partition)
+        return letters
+
+    def _erase(self, batch: Batch, request: EraseRequest, partition: int, now: datetime) -> None:
         """Forget a user: drop their state (a tombstone in the changelog) and wake-up, then
         emit `user_erased`; the sink deletes their ClickHouse rows when it stores it (every
         earlier activity of the user precedes it on the same activities partition)."""
-        workspace_id, user_id = request["w"], request["u"]
-        key = state_key(workspace_id, user_id).encode()
-        if key in self.users:
-            del self.users[key]
-        self.due.put(key, message.partition, user_id.encode(), None)
+        key = state_key(request.workspace_id, request.user_id).encode()
+        batch.erase(key, partition)
+        self.due.forget(key)
         activity = Activity(
-            activity_id=stable_id("activity", "user_erased", workspace_id, request["id"]),
+            activity_id=stable_id(
+                "activity", "user_erased", request.workspace_id, request.erasure_id
+            ),
             type=ActivityType.USER_ERASED,
-            workspace_id=workspace_id,
-            user_id=user_id,  # in transit only: the sink stores the row without it
-            occurred_at=self.clock(),
-            details={"erasure_id": request["id"]},
+            workspace_id=request.workspace_id,
+            user_id=request.user_id,  # in transit only: the sink stores the row without it
+            occurred_at=now,
+            details={"erasure_id": request.erasure_id},
         )
-        self.activities_topic.send_soon(key=user_id.encode(), value=_dump(activity))
+        batch.activities.append((request.user_id.encode(), activity))
 
-    def _context(self, workspace_id: str, partition: int) -> sequence.Context:
+    def _context(self, batch: Batch, workspace_id: str, message: Any) -> sequence.Context:
         return sequence.Context(
             configs=self.configs.configs_for(workspace_id),
             workspace=self.configs.workspace(workspace_id),
             stats=self.stats,
-            ledger=_PartitionLedger(self.ledger, partition),
-            partition=partition,
+            ledger=batch.partition_ledger(message.partition),
+            partition=message.partition,
             partitions=self.settings.topic_partitions,
         )
 
-    async def _apply(
-        self, outcome: sequence.Outcome, key: bytes, user: bytes, partition: int
-    ) -> None:
-        """Emit outputs, then write state. `send_soon` buffers in order; Faust flushes the
-        producer before it commits offsets, so nothing is committed before it is sent."""
-        for command in outcome.commands:
-            self.command_topics[command.channel].send_soon(key=user, value=_dump(command))
+    def _read_state(self, key: bytes) -> dict[str, Any] | None:
+        stored = self.users.get(key)
+        return stored if isinstance(stored, dict) else None
+
+    def _read_ledger(self, full_key: str) -> float | None:
+        value = self.ledger.get(full_key.encode())
+        return None if value is None else float(value)
+
+    def _outputs(self, batch: Batch) -> list[Outgoing]:
+        topics = self.settings.command_topics
+        out = [
+            Outgoing(topics[command.channel], user, _dump(command))
+            for user, command in batch.commands
+        ]
+        out.extend(
+            Outgoing(self.settings.topic_activities, user, _dump(activity))
+            for user, activity in batch.activities
+        )
+        for _, command in batch.commands:
             self.metrics.commands_out.labels(command.channel.value).inc()
-        for activity in outcome.activities:
-            self.activities_topic.send_soon(key=user, value=_dump(activity))
+        for _, activity in batch.activities:
             self.metrics.activities_out.labels(activity.type.value).inc()
             if activity.type.value in _SUPPRESSIONS and activity.reason_code:
                 self.metrics.suppressions.labels(str(activity.reason_code)).inc()
-        for delta in outcome.stat_deltas:
-            self._count_stat(f"{partition}|{delta.key}", delta.trials, delta.successes)
-        for budget_key, amount in outcome.ledger_deltas:
-            ledger_key = f"{partition}|{budget_key}".encode()
-            self.ledger[ledger_key] = float(self.ledger.get(ledger_key) or 0.0) + amount
-        stored = outcome.state.to_dict()
-        stored["p"] = partition  # where this user lives, for rebuilding the due-index
-        self.users[key] = stored
-        self.due.put(key, partition, user, self._next_due(outcome.state))
+        return out
 
-    def _count_stat(self, key: str, trials: int, successes: int) -> None:
+    async def _deliver(self, outgoing: Sequence[Outgoing]) -> None:
+        """Send and wait until the broker holds every record. Failed sends are retried with
+        backoff (same bytes, so the same ids), never dropped: the batch waits for them."""
+        pending = list(outgoing)
+        attempt = 0
+        while pending:
+            producer = self.app.producer
+            futures = [
+                await producer.send(
+                    o.topic, o.key, o.value, partition=o.partition, timestamp=None, headers=None
+                )
+                for o in pending
+            ]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            failed = [
+                o for o, r in zip(pending, results, strict=True) if isinstance(r, BaseException)
+            ]
+            if not failed:
+                return
+            error = next(r for r in results if isinstance(r, BaseException))
+            delay = DELIVERY_BACKOFF_SECONDS[min(attempt, len(DELIVERY_BACKOFF_SECONDS) - 1)]
+            log.warning(
+                "%d of %d sends failed (%r); retrying in %.1fs",
+                len(failed),
+                len(pending),
+                error,
+                delay,
+            )
+            self.metrics.delivery_retries.inc()
+            attempt += 1
+            pending = failed
+            await asyncio.sleep(delay)
+
+    async def _store(self, batch: Batch, anchors: dict[int, Any]) -> None:
+        """Write the batch's states and ledger, then wait for their changelogs."""
+        for key, write in batch.writes.items():
+            _in_stream_of(anchors[write.partition])
+            if write.stored is None:
+                with contextlib.suppress(KeyError):
+                    del self.users[key]
+            else:
+                self.users[key] = write.stored
+        for full_key, total in batch.ledger.items():
+            _in_stream_of(anchors[int(full_key.partition("|")[0])])
+            self.ledger[full_key.encode()] = total
+        unacked = [*self.users.unacked, *self.ledger.unacked]
+        self.users.unacked.clear()
+        self.ledger.unacked.clear()
+        if not unacked:
+            return
+        try:
+            await asyncio.wait_for(asyncio.gather(*unacked), CHANGELOG_TIMEOUT_SECONDS)
+        except Exception as exc:
+            self.on_fatal(f"a changelog write failed: {exc!r}")
+            raise
+
+    def _rearm(self, batch: Batch, woken: dict[bytes, int], now_ms: int) -> None:
+        """Arm each user this batch decided about (or woke) at their next due time."""
+        for key, write in batch.writes.items():
+            if write.state is None:
+                self.due.forget(key)
+            else:
+                self._arm(key, write.partition, write.state)
+        for key, partition in woken.items():
+            if key in batch.writes:
+                continue
+            state = batch.state(key)
+            if state is None:
+                self.due.forget(key)
+            else:  # woken for nothing: never sooner than NO_PROGRESS_MS from now
+                self._arm(key, partition, state, now_ms + NO_PROGRESS_MS)
+
+    def _arm(
+        self, key: bytes, partition: int, state: UserState, not_before_ms: int | None = None
+    ) -> None:
+        """Paused sequences are not woken (they would fire nothing); resuming re-arms them."""
+        due: int | None = None
+        parked: list[str] = []
+        for enrollment in state.enrollments:
+            if self.configs.paused(enrollment.config_id):
+                parked.append(enrollment.config_id)
+            elif due is None or enrollment.due_ms < due:
+                due = enrollment.due_ms
+        if due is not None and not_before_ms is not None:
+            due = max(due, not_before_ms)
+        self.due.put(key, partition, due, parked)
+
+    def _count_stats(self, outcome: sequence.Outcome, partition: int) -> None:
         """Cumulative counts of a partition live in memory and in the compacted stats topic;
         a partition's new owner continues from the topic's last value. Eventually consistent:
         a crash can lose up to one publish interval of counts, never double them."""
-        counts = self._local_stats.get(key)
-        if counts is None:
-            counts = list(self.stats.partition_counts(key))
-            self._local_stats[key] = counts
-        counts[0] += trials
-        counts[1] += successes
-        self._dirty_stats.add(key)
+        for delta in outcome.stat_deltas:
+            key = f"{partition}|{delta.key}"
+            counts = self._local_stats.get(key)
+            if counts is None:
+                counts = list(self.stats.partition_counts(key))
+                self._local_stats[key] = counts
+            counts[0] += delta.trials
+            counts[1] += delta.successes
+            self._dirty_stats.add(key)
 
-    def _next_due(self, state: UserState) -> int | None:
-        """Paused sequences are not woken (they would fire nothing); resuming re-arms them."""
-        return min(
-            (e.due_ms for e in state.enrollments if not self.configs.paused(e.config_id)),
-            default=None,
-        )
+    def _mark_processed(self, events: Sequence[Any]) -> None:
+        for event in events:
+            message = event.message
+            tp = (message.topic, message.partition)
+            if message.offset >= self._processed.get(tp, -1):
+                self._processed[tp] = message.offset
 
     # --- timers -----------------------------------------------------------------------------
     async def _wake_due_users(self) -> None:
-        if self._resumed:
-            self._resumed.clear()
-            self._rebuild_index()
-        for wakeup in self.due.pop_due(to_ms(self.clock())):
-            tick = orjson.dumps({"k": wakeup.key.decode(), "due": wakeup.due_ms})
-            await self.timers_topic.send(key=wakeup.user, value=tick, partition=wakeup.partition)
+        now_ms = to_ms(self.clock())
+        due = self.due.pop_due(now_ms)
+        if not due:
+            return
+        by_partition: dict[int, list[Wakeup]] = {}
+        for wakeup in due:
+            by_partition.setdefault(wakeup.partition, []).append(wakeup)
+        chunks = [
+            (partition, wakeups[i : i + MAX_TICK_KEYS])
+            for partition, wakeups in by_partition.items()
+            for i in range(0, len(wakeups), MAX_TICK_KEYS)
+        ]
+        producer = self.app.producer
+        futures = []
+        for partition, chunk in chunks:
+            tick = TimerTick(users=[DueUser(key=w.key.decode(), due_ms=w.due_ms) for w in chunk])
+            futures.append(
+                await producer.send(
+                    self.settings.topic_inputs,
+                    b"tick",
+                    _dump(tick),
+                    partition=partition,
+                    timestamp=None,
+                    headers=None,
+                )
+            )
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for (_, chunk), result in zip(chunks, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning("a tick for %d users could not be sent: %r", len(chunk), result)
+                self.due.rearm(chunk, now_ms + NO_PROGRESS_MS)
+            else:
+                self.metrics.ticks_sent.inc()
+        self.metrics.timers_in_flight.set(self.due.in_flight)
 
     async def _rebuild_due_index(self, *args: Any, **kwargs: Any) -> None:
         self._rebuild_index()
@@ -309,30 +520,27 @@ class Engine:
         assigned = {
             tp.partition
             for tp in self.app.consumer.assignment()
-            if tp.topic == self.settings.topic_events
+            if tp.topic == self.settings.topic_inputs
         }
         self.due.retain_partitions(assigned)
         self._local_stats = {
             k: v for k, v in self._local_stats.items() if int(k.partition("|")[0]) in assigned
         }
+        self._processed = {tp: o for tp, o in self._processed.items() if tp[1] in assigned}
         armed = 0
         for key, stored in self.users.items():
             partition = stored.get("p") if isinstance(stored, dict) else None
             if partition not in assigned or not stored.get("en"):
                 continue
-            state = UserState.from_dict(stored)
-            self.due.put(key, partition, state.user_id.encode(), self._next_due(state))
+            self._arm(key, partition, UserState.from_dict(stored))
             armed += 1
         log.info("due-index rebuilt for partitions %s: %d users armed", sorted(assigned), armed)
 
     def _config_changed(self, old: SequenceConfig | None, new: SequenceConfig | None) -> None:
-        if (
-            old is not None
-            and old.status is Status.PAUSED
-            and new is not None
-            and new.status is not Status.PAUSED
-        ):
-            self._resumed.add(new.id)
+        resumed = new is None or new.status is not Status.PAUSED
+        if old is not None and old.status is Status.PAUSED and resumed:
+            woken = self.due.resume(old.id, to_ms(self.clock()))
+            log.info("sequence %s left PAUSED: %d parked users re-armed", old.id, woken)
 
     # --- shared state mirrors ---------------------------------------------------------------
     async def _mirror_configs(self) -> None:
@@ -346,26 +554,38 @@ class Engine:
         for stat_key in dirty:
             counts = self._local_stats.get(stat_key)
             if counts is not None:
-                await self.stats_topic.send(key=stat_key.encode(), value=orjson.dumps(counts))
+                await self.app.producer.send(
+                    self.settings.topic_stats,
+                    stat_key.encode(),
+                    orjson.dumps(counts),
+                    partition=None,
+                    timestamp=None,
+                    headers=None,
+                )
 
     async def _report_lag(self) -> None:
-        """Consumer lag of the inputs per assigned partition: the broker's high-water mark
-        minus our position (faust's sensors carry no lag)."""
+        """Per input partition: the broker's high-water mark minus the next offset this engine
+        has fully processed (outputs sent, state stored), i.e. what would be redone or is still
+        to do. Before the first batch of a partition, its committed offset stands in."""
         consumer = self.app.consumer
-        inputs = {self.settings.topic_events, self.settings.topic_timers}
+        inputs = {self.settings.topic_events, self.settings.topic_inputs}
         for tp in consumer.assignment():
             if tp.topic not in inputs:
                 continue
             with contextlib.suppress(Exception):  # an assignment in flux: next tick
-                position = await consumer.position(tp)
                 highwater = consumer.highwater(tp)
-                if position is not None and highwater is not None:
+                processed = self._processed.get((tp.topic, tp.partition))
+                done = processed + 1 if processed is not None else _committed(consumer, tp)
+                if highwater is not None and done is not None:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                        max(highwater - position, 0)
+                        max(highwater - done, 0)
                     )
+        self.metrics.timers_in_flight.set(self.due.in_flight)
+        self.metrics.timers_armed.set(len(self.due))
 
     # --- dead letters -----------------------------------------------------------------------
-    async def _reject(self, rejection: Rejection, message: Any) -> None:
+    def _rejection(self, rejection: Rejection, message: Any) -> list[Outgoing]:
+        """A dead letter and its `event_rejected` activity, sent with the batch's outputs."""
         source = SourcePosition(
             topic=message.topic,
             partition=message.partition,
@@ -374,12 +594,33 @@ class Engine:
         )
         now = self.clock()
         letter = dead_letter(rejection, message.value, source, now, service="engine")
-        try:
-            await self.dlq_topic.send(key=message.key, value=_dump(letter))
-            activity = rejected_activity(rejection, source, now)
-            await self.activities_topic.send(key=message.key, value=_dump(activity))
-        except Exception:
-            log.exception(
-                "could not dead-letter %s[%s]@%s", source.topic, source.partition, source.offset
-            )
+        activity = rejected_activity(rejection, source, now)
         self.metrics.dead_letters.labels(rejection.reason.value).inc()
+        return [
+            Outgoing(self.settings.topic_dlq, message.key, _dump(letter)),
+            Outgoing(self.settings.topic_activities, message.key, _dump(activity)),
+        ]
+
+
+def _committed(consumer: Any, tp: Any) -> int | None:
+    """Faust's record of the partition's committed offset (read from the broker on
+    assignment, updated on every commit)."""
+    offset = consumer._committed_offset.get(tp)
+    return int(offset) if offset is not None else None
+
+
+def _position(message: Any) -> tuple[str, int, int]:
+    return message.topic, message.partition, message.offset
+
+
+def _processing_error(exc: Exception) -> Rejection:
+    error = FieldError(loc="", message=str(exc)[:1000], type=type(exc).__name__)
+    return Rejection(RejectReason.PROCESSING_ERROR, (error,))
+
+
+def _invalid_input(exc: ValidationError) -> Rejection:
+    errors = tuple(
+        FieldError(loc=".".join(str(p) for p in e["loc"]), message=e["msg"], type=e["type"])
+        for e in exc.errors(include_url=False, include_input=False)[:20]
+    )
+    return Rejection(RejectReason.VALIDATION_FAILED, errors)

@@ -31,8 +31,19 @@ class EngineMetrics:
         )
         self.decision_seconds = Histogram(
             "sme_decision_latency_seconds",
-            "Time from consuming an event to having emitted its outputs.",
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            "Time to decide a batch, have its outputs acknowledged and its state stored.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "sme_decision_batch_size",
+            "Inputs per decided batch.",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=registry,
+        )
+        self.delivery_retries = Counter(
+            "sme_delivery_retries_total",
+            "Output sends retried after the broker refused or timed out (never dropped).",
             registry=registry,
         )
         self.suppressions = Counter(
@@ -47,9 +58,32 @@ class EngineMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 30.0),
             registry=registry,
         )
+        self.ticks_sent = Counter(
+            "sme_timer_ticks_sent_total",
+            "Tick records sent (each wakes up to 1000 users).",
+            registry=registry,
+        )
+        self.ticks_unchanged = Counter(
+            "sme_timer_wakeups_unchanged_total",
+            "Woken users whose state did not change (no state write).",
+            registry=registry,
+        )
+        self.timer_failures = Counter(
+            "sme_timer_failures_total",
+            "Wake-ups dead-lettered after the core raised on every try.",
+            registry=registry,
+        )
+        self.timers_armed = Gauge(
+            "sme_timers_armed", "Users in the due-index (armed or in flight).", registry=registry
+        )
+        self.timers_in_flight = Gauge(
+            "sme_timers_in_flight",
+            "Users woken whose tick is not yet processed.",
+            registry=registry,
+        )
         self.consumer_lag = Gauge(
             "sme_engine_consumer_lag",
-            "Messages not yet consumed, per input topic partition.",
+            "Messages not yet processed (outputs sent and state stored), per input partition.",
             ["topic", "partition"],
             registry=registry,
         )

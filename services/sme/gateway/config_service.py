@@ -10,16 +10,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from sme.config_mirror import ConfigRegistry
 from sme.contracts.activities import Activity, ActivityType
 from sme.contracts.config_records import SequenceRecord, WorkspaceRecord, record_key
+from sme.contracts.engine_inputs import EraseRequest
 from sme.contracts.sequences import KillSwitch, SequenceConfig, Status, WorkspaceSettings
 from sme.core.ids import stable_id
+from sme.core.user_state import state_key
 from sme.errors import SmeError
+from sme.routing import owner_partition
 from sme.settings import Settings
 
 SERVER_FIELDS = ("id", "version", "created_at", "updated_at", "status_reason")
@@ -264,12 +266,15 @@ class ConfigService:
 
     # --- users ------------------------------------------------------------------------------
     async def erase_user(self, workspace_id: str, user_id: str) -> str:
-        """Ask the engine (through its own timer topic, keyed by user like the events, so it
-        lands on the partition that owns the user) to forget the user."""
+        """Ask the engine to forget the user, through its inputs topic on the partition that
+        owns the user's state (the partition the engine's intake routes their events to)."""
         erasure_id = str(uuid.uuid4())
-        request = {"erase": {"w": workspace_id, "u": user_id, "id": erasure_id}}
+        request = EraseRequest(workspace_id=workspace_id, user_id=user_id, erasure_id=erasure_id)
         await self.producer.send_and_wait(
-            self.settings.topic_timers, orjson.dumps(request), key=user_id.encode()
+            self.settings.topic_inputs,
+            request.model_dump_json().encode(),
+            key=state_key(workspace_id, user_id).encode(),
+            partition=owner_partition(workspace_id, user_id, self.settings.topic_partitions),
         )
         return erasure_id
 
