@@ -12,12 +12,20 @@ from sme.contracts.sequences import SequenceConfig
 from sme.settings import Settings
 
 
-async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+async def publish(
+    bootstrap: str,
+    topic: str,
+    messages: list[tuple[bytes, bytes]],
+    partitions: list[int] | None = None,
+) -> None:
+    """Send and wait for each message; `partitions` (one per message) overrides the
+    partitioner, as a producer with its own would."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        for key, value in messages:
-            await producer.send_and_wait(topic, value, key=key)
+        for i, (key, value) in enumerate(messages):
+            partition = partitions[i] if partitions is not None else None
+            await producer.send_and_wait(topic, value, key=key, partition=partition)
     finally:
         await producer.stop()
 
