@@ -18,6 +18,7 @@ from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
 from sme.topics import ensure_topics
 from tests.support.infra import free_port
+from tests.support.waiting import eventually
 
 
 @contextlib.asynccontextmanager
@@ -26,6 +27,11 @@ async def running_engine(settings: Settings) -> AsyncIterator[Engine]:
     engine = Engine(settings.model_copy(update={"engine_web_port": free_port()}))
     async with faust_app_running(engine.app, stop_timeout=20):
         await asyncio.wait_for(engine.configs_loaded.wait(), 60)
+
+        async def assigned() -> bool:
+            return engine.owns_inputs()
+
+        await eventually(assigned, timeout=60, what="the engine's partitions assigned")
         yield engine
 
 

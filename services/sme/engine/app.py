@@ -155,6 +155,8 @@ class Engine:
             broker_heartbeat_interval=settings.engine_session_timeout_seconds / 5,
             broker_rebalance_timeout=settings.engine_session_timeout_seconds * 2,
         )
+        # Table writes queue changelog sends in Faust's buffer; a whole batch of them is normal.
+        self.app.producer.buffer.max_messages = 4 * settings.engine_batch_size + 100
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
         self.events_topic = self.app.topic(settings.topic_events, **raw)
         self.inputs_topic = self.app.topic(settings.topic_inputs, **raw)
@@ -177,7 +179,7 @@ class Engine:
         self.app.task(self._mirror_stats)
         self.app.timer(settings.timer_interval_seconds)(self._wake_due_users)
         self.app.timer(settings.stats_publish_seconds)(self._publish_stats)
-        self.app.timer(LAG_INTERVAL_SECONDS)(self._report_lag)
+        self.app.timer(LAG_INTERVAL_SECONDS)(self.report_lag)
         self.app.on_rebalance_complete.connect(self._rebuild_due_index)
         self.configs.on_change(self._config_changed)
         self._configs_mirror = TopicMirror(
@@ -187,6 +189,12 @@ class Engine:
             settings.kafka_bootstrap_servers, settings.topic_stats, self.stats.apply
         )
         setup_prometheus_sensors(self.app, registry=self.metrics.registry, name_prefix="sme_faust")
+
+    def owns_inputs(self) -> bool:
+        """Whether this instance has been assigned partitions of the inputs topic."""
+        return any(
+            tp.topic == self.settings.topic_inputs for tp in self.app.consumer.assignment()
+        )
 
     @property
     def configs_loaded(self) -> asyncio.Event:
@@ -563,22 +571,26 @@ class Engine:
                     headers=None,
                 )
 
-    async def _report_lag(self) -> None:
-        """Per input partition: the broker's high-water mark minus the next offset this engine
-        has fully processed (outputs sent, state stored), i.e. what would be redone or is still
-        to do. Before the first batch of a partition, its committed offset stands in."""
+    async def report_lag(self) -> None:
+        """Per input partition: the broker's end offset minus the next offset this engine has
+        fully processed (outputs sent, state stored), i.e. what is still to do or would be
+        redone after a crash. Before the first batch of a partition, its committed offset
+        stands in, or the log start (consumption starts there when nothing was committed)."""
         consumer = self.app.consumer
         inputs = {self.settings.topic_events, self.settings.topic_inputs}
-        for tp in consumer.assignment():
-            if tp.topic not in inputs:
-                continue
-            with contextlib.suppress(Exception):  # an assignment in flux: next tick
-                highwater = consumer.highwater(tp)
+        assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
+        with contextlib.suppress(Exception):  # an assignment in flux: next time
+            ends = await consumer.highwaters(*assigned) if assigned else {}
+            starts = await consumer.earliest_offsets(*assigned) if assigned else {}
+            for tp in assigned:
                 processed = self._processed.get((tp.topic, tp.partition))
                 done = processed + 1 if processed is not None else _committed(consumer, tp)
-                if highwater is not None and done is not None:
+                if done is None:
+                    done = starts.get(tp)
+                end = ends.get(tp)
+                if end is not None and done is not None:
                     self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(
-                        max(highwater - done, 0)
+                        max(end - done, 0)
                     )
         self.metrics.timers_in_flight.set(self.due.in_flight)
         self.metrics.timers_armed.set(len(self.due))
