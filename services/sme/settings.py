@@ -63,6 +63,14 @@ class Settings(BaseSettings):
         le=300,
         description="Kafka group session timeout: a killed engine's partitions move after it.",
     )
+    engine_crash_at: str = Field(
+        "",
+        pattern=r"^((decided|delivering|delivered|stored|acknowledged|ticked):[1-9][0-9]{0,6})?$",
+        description="Fault testing only: `point:N` makes the engine exit abruptly (like kill "
+        "-9) at that point of its Nth batch: decided, delivering (half the outputs sent), "
+        "delivered, stored (tables written, changelogs not yet acknowledged), acknowledged; "
+        "ticked (the Nth tick record sent). Empty in production.",
+    )
     timer_interval_seconds: float = Field(
         0.1, gt=0, le=5, description="How often the engine wakes due users."
     )

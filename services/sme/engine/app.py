@@ -99,6 +99,23 @@ class Outgoing:
     partition: int | None = None
 
 
+class CrashPoints:
+    """Fault testing: exit abruptly (no flush, no commit, like kill -9) the Nth time a named
+    point of the pipeline is reached (`SME_ENGINE_CRASH_AT=point:N`). Inert when empty."""
+
+    def __init__(self, spec: str) -> None:
+        point, _, count = spec.partition(":")
+        self.point, self.remaining = point, int(count or 0)
+
+    def reached(self, point: str) -> None:
+        if point != self.point:
+            return
+        self.remaining -= 1
+        if self.remaining == 0:
+            log.warning("crash point %s reached: exiting abruptly", point)
+            os._exit(137)
+
+
 class _AckedTable(faust.Table):  # type: ignore[type-arg]
     """A Faust table that keeps the futures of its changelog writes, so a batch can wait for
     the broker to hold them before its offsets may be committed."""
@@ -133,6 +150,7 @@ class Engine:
         self._dirty_stats: set[str] = set()
         self._local_stats: dict[str, list[float]] = {}
         self._processed: dict[tuple[str, int], int] = {}
+        self.crash_points = CrashPoints(settings.engine_crash_at)
         settings.engine_table_dir.mkdir(parents=True, exist_ok=True)
         brokers = [
             f"kafka://{host.strip()}" for host in settings.kafka_bootstrap_servers.split(",")
@@ -192,9 +210,7 @@ class Engine:
 
     def owns_inputs(self) -> bool:
         """Whether this instance has been assigned partitions of the inputs topic."""
-        return any(
-            tp.topic == self.settings.topic_inputs for tp in self.app.consumer.assignment()
-        )
+        return any(tp.topic == self.settings.topic_inputs for tp in self.app.consumer.assignment())
 
     @property
     def configs_loaded(self) -> asyncio.Event:
@@ -259,8 +275,11 @@ class Engine:
                 extra.extend(self._decide_tick(batch, item.users, message, now, woken))
             else:
                 self._erase(batch, item, message.partition, now)
+        self.crash_points.reached("decided")
         await self._deliver([*self._outputs(batch), *extra])
+        self.crash_points.reached("delivered")
         await self._store(batch, anchors)
+        self.crash_points.reached("acknowledged")
         self._rearm(batch, woken, to_ms(now))
         self._mark_processed(events)
 
@@ -382,12 +401,15 @@ class Engine:
         attempt = 0
         while pending:
             producer = self.app.producer
-            futures = [
-                await producer.send(
-                    o.topic, o.key, o.value, partition=o.partition, timestamp=None, headers=None
+            futures = []
+            for i, o in enumerate(pending):
+                if i == len(pending) // 2:
+                    self.crash_points.reached("delivering")
+                futures.append(
+                    await producer.send(
+                        o.topic, o.key, o.value, partition=o.partition, timestamp=None, headers=None
+                    )
                 )
-                for o in pending
-            ]
             results = await asyncio.gather(*futures, return_exceptions=True)
             failed = [
                 o for o, r in zip(pending, results, strict=True) if isinstance(r, BaseException)
@@ -423,6 +445,7 @@ class Engine:
         unacked = [*self.users.unacked, *self.ledger.unacked]
         self.users.unacked.clear()
         self.ledger.unacked.clear()
+        self.crash_points.reached("stored")
         if not unacked:
             return
         try:
@@ -518,6 +541,7 @@ class Engine:
                 self.due.rearm(chunk, now_ms + NO_PROGRESS_MS)
             else:
                 self.metrics.ticks_sent.inc()
+                self.crash_points.reached("ticked")
         self.metrics.timers_in_flight.set(self.due.in_flight)
 
     async def _rebuild_due_index(self, *args: Any, **kwargs: Any) -> None:
