@@ -17,6 +17,11 @@ class GatewayMetrics:
         self.sink_errors = Counter(
             "sme_sink_errors_total", "Failed insert attempts (each is retried).", registry=registry
         )
+        self.sink_backoff_seconds = Gauge(
+            "sme_sink_backoff_seconds",
+            "Current retry delay while ClickHouse refuses the sink's writes (0: storing).",
+            registry=registry,
+        )
         self.sink_dead_letters = Counter(
             "sme_sink_dead_letters_total",
             "Unreadable activity messages sent to the DLQ.",

@@ -2,8 +2,9 @@
 
 Batches by size and time, inserts, then commits exactly the offsets it stored. While ClickHouse
 is down it retries with capped backoff and does not poll, so nothing is dropped and offsets
-never pass what is stored. Rows are idempotent by activity id, so re-delivery after a crash or
-a rebalance is harmless.
+never pass what is stored; a retry resumes the batch where it failed, so no dead letter is sent
+twice by it. Rows are idempotent by activity id, so re-delivery after a crash or a rebalance is
+harmless (a dead letter re-sent then carries the same source position).
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ class Batch:
     erasures: list[tuple[str, str]] = field(default_factory=list)  # (workspace, user)
     rejects: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = field(default_factory=list)
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    # Progress of storing it, so a retry resumes where the failed attempt stopped.
+    rows_stored: bool = False
+    erased: int = 0
+    erasure_days: list[tuple[str, Any]] | None = None  # rollup days of the erasure under way
+    dead_lettered: int = 0
 
     def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
         tp = TopicPartition(record.topic, record.partition)
@@ -124,39 +130,59 @@ class ActivitySink:
                 self.metrics.sink_lag.labels(str(tp.partition)).set(max(highwater - position, 0))
 
     async def _store(self, batch: Batch) -> None:
+        """Store the batch, retrying with capped backoff (and not polling) until it is."""
         delay = 0.2
+        failures = 0
         while True:
             try:
-                if batch.rows:
-                    started = time.perf_counter()
-                    await self.store.insert("activities", batch.rows, ACTIVITY_COLUMNS)
-                    self.metrics.sink_insert_seconds.observe(time.perf_counter() - started)
-                for workspace_id, user_id in batch.erasures:
-                    await self._erase(workspace_id, user_id)
-                for record, rejection in batch.rejects:
-                    await self._dead_letter(record, rejection)
+                await self._store_steps(batch)
                 break
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                failures += 1
                 self.metrics.sink_errors.inc()
+                self.metrics.sink_backoff_seconds.set(delay)
                 log.warning(
-                    "sink insert of %d rows failed (%s); retrying in %.1fs",
+                    "sink could not store a batch of %d rows (%s); retrying in %.1fs",
                     len(batch.rows),
                     exc,
                     delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
+        if failures:
+            log.info("sink stored a batch of %d rows after %d failures", len(batch.rows), failures)
+        self.metrics.sink_backoff_seconds.set(0)
         self.metrics.sink_rows.inc(len(batch.rows))
         self.metrics.sink_batches.inc()
 
-    async def _erase(self, workspace_id: str, user_id: str) -> None:
-        """Delete the user's rows, then recompute the rollup days they were counted in."""
-        days = await self.rollup.days_of_user(workspace_id, user_id) if self.rollup else []
+    async def _store_steps(self, batch: Batch) -> None:
+        """Rows, then erasures in order, then dead letters. Each step is done once per batch
+        however many attempts it takes: an attempt resumes after the last step that succeeded,
+        so a dead letter is never re-sent, nor an erased user's rows re-inserted, by a retry."""
+        if batch.rows and not batch.rows_stored:
+            started = time.perf_counter()
+            await self.store.insert("activities", batch.rows, ACTIVITY_COLUMNS)
+            self.metrics.sink_insert_seconds.observe(time.perf_counter() - started)
+        batch.rows_stored = True
+        while batch.erased < len(batch.erasures):
+            await self._erase(batch, *batch.erasures[batch.erased])
+            batch.erased += 1
+            batch.erasure_days = None
+        while batch.dead_lettered < len(batch.rejects):
+            await self._dead_letter(*batch.rejects[batch.dead_lettered])
+            batch.dead_lettered += 1
+
+    async def _erase(self, batch: Batch, workspace_id: str, user_id: str) -> None:
+        """Delete the user's rows, then recompute the rollup days they were counted in. The
+        days are looked up once, before the rows go, so a retry still recomputes them."""
+        if batch.erasure_days is None:
+            days = await self.rollup.days_of_user(workspace_id, user_id) if self.rollup else []
+            batch.erasure_days = days
         await self.store.erase_user(workspace_id, user_id)
         if self.rollup is not None:
-            for config_id, day in days:
+            for config_id, day in batch.erasure_days:
                 await self.rollup.recompute(workspace_id, config_id, day)
 
     async def _dead_letter(

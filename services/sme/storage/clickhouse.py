@@ -21,7 +21,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.query import QueryResult
 
-from sme.errors import StoreInUseError
+from sme.errors import StorageUnavailableError, StoreInUseError
 from sme.storage.migrations import migrate
 from sme.storage.sql import checked_identifier
 
@@ -70,10 +70,49 @@ def embedded_path(dsn: str) -> Path | None:
     return Path(path)
 
 
+class WriteFaults:
+    """The fault seam of the writer path, for outage drills and tests: while it is on, every
+    write (insert, statement, erasure) fails on the writer thread the way a lost connection
+    does, before it reaches ClickHouse; reads are untouched. Off by default."""
+
+    def __init__(self) -> None:
+        self._reason: str | None = None
+        self._remaining: int | None = None
+        self.refused = 0
+
+    @property
+    def active(self) -> bool:
+        return self._reason is not None
+
+    def fail(self, reason: str = "connection refused", times: int | None = None) -> None:
+        """Refuse writes from now on: every one, or only the next `times`."""
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1")
+        self._remaining = times
+        self._reason = reason
+
+    def heal(self) -> None:
+        self._reason = None
+        self._remaining = None
+
+    def check(self, operation: str) -> None:
+        """Raise for this write if the switch is on (called on the writer thread)."""
+        reason = self._reason
+        if reason is None:
+            return
+        self.refused += 1
+        if self._remaining is not None:
+            self._remaining -= 1
+            if self._remaining <= 0:
+                self.heal()
+        raise StorageUnavailableError(f"ClickHouse {operation} failed: {reason} (injected fault)")
+
+
 class ClickHouseStore:
     def __init__(self, dsn: str, database: str) -> None:
         self.dsn = dsn
         self.database = checked_identifier(database)
+        self.write_faults = WriteFaults()
         self._lock: StoreLock | None = None
         self._writer: Client | None = None
         self._reader: Client | None = None
@@ -132,6 +171,7 @@ class ClickHouseStore:
         writer = self._require(self._writer)
 
         def run() -> None:
+            self.write_faults.check(f"insert into {table}")
             writer.insert(table, rows, column_names=list(columns), database=self.database)
 
         await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
@@ -142,6 +182,7 @@ class ClickHouseStore:
         statement = sql.replace("{db}", self.database)
 
         def run() -> None:
+            self.write_faults.check("statement")
             writer.command(statement, parameters=parameters)
 
         await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
@@ -152,6 +193,7 @@ class ClickHouseStore:
         writer = self._require(self._writer)
 
         def run() -> None:
+            self.write_faults.check("erasure")
             for table in ERASABLE_TABLES:
                 writer.command(
                     f"DELETE FROM {self.database}.{table} "  # noqa: S608 - checked identifiers
