@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    field_validator,
+)
 
 from sme.contracts.channels import Channel
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True)]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# Not blank (`\S`): surrounding whitespace of an identifier is trimmed; a user id is kept as is.
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=r"\S")
+]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"\S")]
 EventType = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.\-]*$")
 ]
 AttributeValue = str | int | float | bool | None
+MAX_NESTING = 64
+"""Objects and arrays nest at most this deep in an event (the event itself is level 1): the
+engine must be able to write back whatever it accepts, and JSON writers stop near 255."""
+RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?"  # a missing offset is left for AwareDatetime to name
+)
 
 
 class UserProfile(BaseModel):
@@ -27,7 +46,7 @@ class UserProfile(BaseModel):
     attributes: dict[str, AttributeValue] = Field(
         default_factory=dict, max_length=64, description="First-party attributes."
     )
-    consent: dict[Channel, bool] = Field(
+    consent: dict[Channel, StrictBool] = Field(
         default_factory=dict, description="Per-channel consent; absent means unknown."
     )
 
@@ -45,7 +64,7 @@ class UserProfile(BaseModel):
 
 
 class Event(BaseModel):
-    """An engagement event: a signup, an open, a click, a conversion, ..."""
+    """An engagement event: a signup, an open, a click, ...; nested at most 64 levels deep."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,11 +72,21 @@ class Event(BaseModel):
     workspace_id: Identifier
     user_id: UserId
     type: EventType = Field(description="Event type, lower-case, e.g. signed_up, clicked.")
-    occurred_at: AwareDatetime = Field(description="RFC 3339 timestamp with an offset.")
+    occurred_at: AwareDatetime = Field(
+        description="RFC 3339 timestamp with an offset, in the years 2000 to 2200."
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
     channel: Channel | None = None
     command_id: Identifier | None = Field(None, description="The command this event answers.")
     user: UserProfile | None = None
+
+    @field_validator("occurred_at", mode="before")
+    @classmethod
+    def _rfc3339(cls, v: object) -> object:
+        """On the wire only an RFC 3339 string: no epoch numbers, no other ISO 8601 forms."""
+        if isinstance(v, datetime) or (isinstance(v, str) and RFC3339.fullmatch(v)):
+            return v
+        raise ValueError("occurred_at must be an RFC 3339 date-time, e.g. 2026-11-28T09:15:00Z")
 
     @field_validator("occurred_at")
     @classmethod

@@ -4,6 +4,8 @@ reasons. Pure: the adapter decides where a rejection goes (the dead-letter topic
 from __future__ import annotations
 
 import base64
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,7 +20,7 @@ from sme.contracts.dead_letters import (
     RejectReason,
     SourcePosition,
 )
-from sme.contracts.events import Event
+from sme.contracts.events import MAX_NESTING, Event
 from sme.core.ids import stable_id
 
 
@@ -47,12 +49,66 @@ def parse_event(raw: bytes | None, max_bytes: int) -> Event | Rejection:
         return Rejection(
             RejectReason.INVALID_JSON, (FieldError(loc="", message=str(exc), type="json_invalid"),)
         )
+    if _too_deep(raw, document):
+        message = f"objects and arrays nest deeper than {MAX_NESTING} levels"
+        return Rejection(
+            RejectReason.INVALID_JSON, (FieldError(loc="", message=message, type="too_deep"),)
+        )
+    if _has_duplicate_member(raw, document):
+        message = "a member name appears twice in one object"
+        return Rejection(
+            RejectReason.INVALID_JSON, (FieldError(loc="", message=message, type="duplicate_key"),)
+        )
     try:
         return Event.model_validate(document)
     except ValidationError as exc:
         return Rejection(
             RejectReason.VALIDATION_FAILED, _field_errors(exc), _workspace_hint(document)
         )
+
+
+def _too_deep(raw: bytes, document: object) -> bool:
+    """Whether containers nest past MAX_NESTING (RFC 8259 section 9 lets a parser limit it)."""
+    if raw.count(b"{") + raw.count(b"[") <= MAX_NESTING:  # cannot nest deeper than it opens
+        return False
+    pending: list[tuple[object, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_NESTING:
+            return True
+        children: Iterable[object] = ()
+        if isinstance(value, dict):
+            children = value.values()
+        elif isinstance(value, list):
+            children = value
+        pending.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
+# A JSON string and, if it is a member name, the colon after it. In a text orjson accepted,
+# strings never overlap and every member name is exactly a string followed by a colon.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\n\r]*(:?)', re.DOTALL)
+
+
+def _has_duplicate_member(raw: bytes, document: object) -> bool:
+    """Whether an object in `raw` names a member twice. orjson keeps the last value silently;
+    I-JSON (RFC 7493) forbids duplicates, and two readers could see two different events. The
+    text has as many member names as the parsed document has members unless one was dropped."""
+    if orjson.dumps(document) == raw:  # the usual compact text: nothing was dropped
+        return False
+    return _STRING.findall(raw).count(b":") != _member_count(document)
+
+
+def _member_count(document: object) -> int:
+    count, pending = 0, [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            count += len(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return count
 
 
 def _field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
