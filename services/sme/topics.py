@@ -24,7 +24,7 @@ class TopicSpec:
     configs: dict[str, str] = field(default_factory=dict)
 
 
-ENGINE_TABLES = ("users", "ledger")
+ENGINE_TABLES = ("users", "ledger", "positions")
 """The engine's Faust tables; each has a compacted changelog co-partitioned with the inputs."""
 
 

@@ -1,14 +1,16 @@
 """The engine adapter: deserialise, call the pure core, emit, then persist. Nothing else.
 
-Two agents, both over batches (`take_events`), acknowledged only when the batch is done:
-- **intake** reads `sme.events` however the producer partitioned it, dead-letters what is
-  invalid and forwards each valid event to the partition of `sme.inputs` that owns the user
-  (`sme.routing.owner_partition`);
-- **decide** reads `sme.inputs` (forwarded events, timer ticks, erase requests), runs the core
-  over the batch with each user's state read once, sends every command and activity and waits
-  for the broker's acknowledgement, and only then writes the users and ledger tables and waits
-  for their changelogs. A crash at any point replays inputs whose state was not written, and the
-  replay emits the same deterministic ids; no offset is committed before all of it is stored.
+- **intake** (`engine.intake`, a plain consumer group) reads `sme.events` however the producer
+  partitioned it, dead-letters what is invalid and forwards each valid event to the partition of
+  `sme.inputs` that owns the user (`sme.routing.owner_partition`);
+- **decide** (the Faust agent, over batches from `take_events`) reads `sme.inputs` (forwarded
+  events, timer ticks, erase requests), runs the core over the batch with each user's state read
+  once, sends every command and activity and waits for the broker's acknowledgement, and only
+  then writes the users, ledger and positions tables and waits for their changelogs. A crash at
+  any point replays inputs whose state was not written, and the replay emits the same
+  deterministic ids. The next input offset of each partition is stored with the state
+  (`positions`), so what was stored is never decided twice, and an input Faust skipped (it
+  acknowledges messages it drops while recovering, and may commit past them) is read again.
 No exception escapes an agent: a dead agent silently stalls its partitions.
 """
 
@@ -29,6 +31,7 @@ import faust
 import faust.streams
 import orjson
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
@@ -51,6 +54,7 @@ from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activi
 from sme.core.timeutil import to_ms
 from sme.core.user_state import UserState, state_key
 from sme.engine.batch import Batch, rng_for
+from sme.engine.intake import Intake
 from sme.engine.metrics import EngineMetrics
 from sme.engine.stats_board import StatsBoard
 from sme.engine.timers import DueIndex, Wakeup
@@ -75,6 +79,7 @@ def exit_process(reason: str) -> None:
 
 
 LAG_INTERVAL_SECONDS = 5.0
+REWIND_PATIENCE_SECONDS = 5.0
 NO_PROGRESS_MS = 1_000
 """A tick that changed nothing re-arms its user no sooner than this."""
 DELIVERY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -176,7 +181,6 @@ class Engine:
         # Table writes queue changelog sends in Faust's buffer; a whole batch of them is normal.
         self.app.producer.buffer.max_messages = 4 * settings.engine_batch_size + 100
         raw: dict[str, Any] = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.events_topic = self.app.topic(settings.topic_events, **raw)
         self.inputs_topic = self.app.topic(settings.topic_inputs, **raw)
         table_opts: dict[str, Any] = {
             "beacon": self.app.tables.beacon,
@@ -189,9 +193,17 @@ class Engine:
         self.ledger = _AckedTable(
             self.app, name="ledger", help="partition|budget key -> spent", **table_opts
         )
-        self.app.tables.add(self.users)
-        self.app.tables.add(self.ledger)
-        self.app.agent(self.events_topic, name="sme.engine.intake")(self._intake)
+        self.positions = _AckedTable(
+            self.app,
+            name="positions",
+            help="inputs partition -> next offset to decide",
+            **table_opts,
+        )
+        for table in (self.users, self.ledger, self.positions):
+            self.app.tables.add(table)
+        self.intake = Intake(settings, self._route, self._deliver)
+        self._rewinds: dict[int, tuple[int, float]] = {}
+        self.app.task(self._run_intake)
         self.app.agent(self.inputs_topic, name="sme.engine.decide")(self._decide)
         self.app.task(self._mirror_configs)
         self.app.task(self._mirror_stats)
@@ -218,16 +230,18 @@ class Engine:
         return self._configs_mirror.caught_up
 
     # --- intake: validate and route to the user's partition --------------------------------
-    async def _intake(self, stream: Any) -> None:
-        s = self.settings
-        async for events in stream.take_events(s.engine_batch_size, within=s.engine_batch_seconds):
-            outgoing: list[Outgoing] = []
-            for event in events:
-                outgoing.extend(self._route(event.message))
-            await self._deliver(outgoing)
-            self._mark_processed(events)
+    async def _run_intake(self) -> None:
+        await self.intake.run()
 
     def _route(self, message: Any) -> list[Outgoing]:
+        """One raw event: a dead letter, or a record for the user's inputs partition."""
+        try:
+            return self._forward(message)
+        except Exception as exc:
+            log.exception("routing %s[%s]@%s failed", *_position(message))
+            return self._rejection(_processing_error(exc), message)
+
+    def _forward(self, message: Any) -> list[Outgoing]:
         parsed = parse_event(message.value, self.settings.max_event_bytes)
         if isinstance(parsed, Rejection):
             return self._rejection(parsed, message)
@@ -245,9 +259,12 @@ class Engine:
 
     # --- decide: the core over a batch, outputs acknowledged before state ------------------
     async def _decide(self, stream: Any) -> None:
-        await self._configs_mirror.caught_up.wait()
         s = self.settings
+        # Iterate at once, and wait for the configurations inside the loop: messages Faust
+        # fetches before an agent iterates its stream are stranded, and a later commit of
+        # what was processed skips over them (they would never be decided).
         async for events in stream.take_events(s.engine_batch_size, within=s.engine_batch_seconds):
+            await self._configs_mirror.caught_up.wait()
             started = time.perf_counter()
             await self.decide_batch(events)
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
@@ -260,10 +277,24 @@ class Engine:
         anchors: dict[int, Any] = {}
         woken: dict[bytes, int] = {}
         extra: list[Outgoing] = []
+        expected: dict[int, int | None] = {}
+        gaps: dict[int, int] = {}
         for event in events:
             message = event.message
-            anchors.setdefault(message.partition, event)
+            partition, offset = message.partition, message.offset
+            anchors.setdefault(partition, event)
             _in_stream_of(event)
+            if partition not in expected:
+                stored_position = self.positions.get(str(partition).encode())
+                expected[partition] = None if stored_position is None else int(stored_position)
+            want = expected[partition]
+            if partition in gaps or (want is not None and offset > want):
+                gaps.setdefault(partition, want if want is not None else offset)
+                continue  # an input before this one was never decided: read from there again
+            if want is not None and offset < want:
+                self.metrics.inputs_replayed.inc()
+                continue  # decided and stored already: its outputs are on their topics
+            expected[partition] = offset + 1
             try:
                 item = ENGINE_INPUT.validate_json(message.value or b"")
             except ValidationError as exc:
@@ -278,10 +309,12 @@ class Engine:
         self.crash_points.reached("decided")
         await self._deliver([*self._outputs(batch), *extra])
         self.crash_points.reached("delivered")
-        await self._store(batch, anchors)
+        decided = {p: o for p, o in expected.items() if o is not None and p not in gaps}
+        await self._store(batch, anchors, decided)
         self.crash_points.reached("acknowledged")
         self._rearm(batch, woken, to_ms(now))
-        self._mark_processed(events)
+        self._mark_processed(decided)
+        await self._rewind(gaps)
 
     def _decide_event(
         self, batch: Batch, item: ForwardedEvent, message: Any, now: datetime
@@ -430,8 +463,11 @@ class Engine:
             pending = failed
             await asyncio.sleep(delay)
 
-    async def _store(self, batch: Batch, anchors: dict[int, Any]) -> None:
-        """Write the batch's states and ledger, then wait for their changelogs."""
+    async def _store(
+        self, batch: Batch, anchors: dict[int, Any], positions: dict[int, int]
+    ) -> None:
+        """Write the batch's states, ledger and input positions, then wait for their
+        changelogs."""
         for key, write in batch.writes.items():
             _in_stream_of(anchors[write.partition])
             if write.stored is None:
@@ -442,9 +478,13 @@ class Engine:
         for full_key, total in batch.ledger.items():
             _in_stream_of(anchors[int(full_key.partition("|")[0])])
             self.ledger[full_key.encode()] = total
-        unacked = [*self.users.unacked, *self.ledger.unacked]
-        self.users.unacked.clear()
-        self.ledger.unacked.clear()
+        for partition, next_offset in positions.items():
+            _in_stream_of(anchors[partition])
+            self.positions[str(partition).encode()] = next_offset
+        tables = (self.users, self.ledger, self.positions)
+        unacked = [future for table in tables for future in table.unacked]
+        for table in tables:
+            table.unacked.clear()
         self.crash_points.reached("stored")
         if not unacked:
             return
@@ -499,12 +539,27 @@ class Engine:
             counts[1] += delta.successes
             self._dirty_stats.add(key)
 
-    def _mark_processed(self, events: Sequence[Any]) -> None:
-        for event in events:
-            message = event.message
-            tp = (message.topic, message.partition)
-            if message.offset >= self._processed.get(tp, -1):
-                self._processed[tp] = message.offset
+    def _mark_processed(self, next_offsets: dict[int, int]) -> None:
+        for partition, next_offset in next_offsets.items():
+            self._processed[(self.settings.topic_inputs, partition)] = next_offset - 1
+
+    async def _rewind(self, gaps: dict[int, int]) -> None:
+        """Read partitions with a gap again from the first input not yet decided. Messages
+        already buffered behind the gap arrive first and are skipped; the seek is repeated
+        only if the missing input has not come back within a few seconds."""
+        now = time.monotonic()
+        for partition, offset in gaps.items():
+            last = self._rewinds.get(partition)
+            if last is not None and last[0] == offset and now - last[1] < REWIND_PATIENCE_SECONDS:
+                continue
+            self._rewinds[partition] = (offset, now)
+            self.metrics.inputs_rewound.inc()
+            log.warning(
+                "inputs partition %d: offset %d was never decided; reading it again",
+                partition,
+                offset,
+            )
+            await self.app.consumer.seek(TP(self.settings.topic_inputs, partition), offset)
 
     # --- timers -----------------------------------------------------------------------------
     async def _wake_due_users(self) -> None:
@@ -596,14 +651,20 @@ class Engine:
                 )
 
     async def report_lag(self) -> None:
-        """Per input partition: the broker's end offset minus the next offset this engine has
-        fully processed (outputs sent, state stored), i.e. what is still to do or would be
-        redone after a crash. Before the first batch of a partition, its committed offset
-        stands in, or the log start (consumption starts there when nothing was committed)."""
-        consumer = self.app.consumer
-        inputs = {self.settings.topic_events, self.settings.topic_inputs}
-        assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
+        """Per input partition: the broker's end offset minus the next offset fully processed
+        (for the inputs: outputs sent and state stored; for the events: forwarded and
+        committed), i.e. what is still to do or would be redone after a crash. Before the
+        first batch of an inputs partition, the stored position stands in, else the
+        committed offset, else the log start."""
         with contextlib.suppress(Exception):  # an assignment in flux: next time
+            for partition, lag in (await self.intake.lag()).items():
+                self.metrics.consumer_lag.labels(self.settings.topic_events, str(partition)).set(
+                    lag
+                )
+        consumer = self.app.consumer
+        topic = self.settings.topic_inputs
+        assigned = [tp for tp in consumer.assignment() if tp.topic == topic]
+        with contextlib.suppress(Exception):
             ends = await consumer.highwaters(*assigned) if assigned else {}
             starts = await consumer.earliest_offsets(*assigned) if assigned else {}
             for tp in assigned:

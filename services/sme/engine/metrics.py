@@ -58,6 +58,16 @@ class EngineMetrics:
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 30.0),
             registry=registry,
         )
+        self.inputs_replayed = Counter(
+            "sme_inputs_replayed_total",
+            "Redelivered inputs skipped because their decision was already stored.",
+            registry=registry,
+        )
+        self.inputs_rewound = Counter(
+            "sme_inputs_rewound_total",
+            "Times an inputs partition was read again from an input never decided.",
+            registry=registry,
+        )
         self.ticks_sent = Counter(
             "sme_timer_ticks_sent_total",
             "Tick records sent (each wakes up to 1000 users).",
