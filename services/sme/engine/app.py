@@ -266,7 +266,15 @@ class Engine:
         async for events in stream.take_events(s.engine_batch_size, within=s.engine_batch_seconds):
             await self._configs_mirror.caught_up.wait()
             started = time.perf_counter()
-            await self.decide_batch(events)
+            try:
+                await self.decide_batch(events)
+            except Exception as exc:
+                # Not the core (its failures are dead letters) but the tables or the broker.
+                # Leaving the loop would close `take_events`, which acknowledges the batch:
+                # stop instead, so the batch is decided again after the restart.
+                log.exception("a batch could not be stored")
+                self.on_fatal(f"a batch could not be stored: {exc!r}")
+                raise
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(len(events))
 
