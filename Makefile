@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install browser run stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean
+.PHONY: install browser run stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean faults soak
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,12 @@ bench: install kafka-start ## benchmarks: writes bench/results/latest.json (see 
 	$(BIN)/python bench/core_bench.py --users 20000
 	$(BIN)/python bench/engine_bench.py --users 3000 --wait 20
 	$(BIN)/python bench/dashboard_bench.py --rows 10000000 --repeats 20
+
+faults: install ## fault suite (issue 9) on its own broker: kill -9, failover, broker restart, first starts; .data/faults/latest.json
+	$(BIN)/python -m tests.faults run $(FAULTS_ARGS)
+
+soak: install ## soak, not in CI: 30 min by default (make soak SOAK_ARGS="--minutes 5"); RSS, lag, timer lateness every 30 s
+	$(BIN)/python -m tests.faults soak $(SOAK_ARGS)
 
 schemas: install ## regenerate schemas/*.schema.json from the pydantic models
 	$(BIN)/sme schemas
