@@ -70,6 +70,7 @@ test-e2e: install kafka-start
 bench: install kafka-start ## benchmarks: writes bench/results/latest.json (see BENCHMARKS.md)
 	$(BIN)/python bench/core_bench.py --users 20000
 	$(BIN)/python bench/engine_bench.py --users 3000 --wait 20
+	$(BIN)/python bench/timer_bench.py --users 100000 --wait 120
 	$(BIN)/python bench/dashboard_bench.py --rows 10000000 --repeats 20
 
 faults: install ## fault suite (issue 9) on its own broker: kill -9, failover, broker restart, first starts; .data/faults/latest.json
