@@ -90,6 +90,10 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}s"
+
+
 def _recovery(result: ScenarioResult) -> str:
     values = result.recoveries
     if not values:
@@ -148,7 +152,7 @@ def details(result: ScenarioResult) -> str:
         extra = " ".join(f"{k}={v}" for k, v in fault.details.items() if not k.endswith("_wall"))
         lines.append(
             f"   {fault.kind:<15} {fault.target:<10} at {fault.at_s:6.1f}s"
-            f"  recovery {_fmt(fault.recovery_s):>6}s  {extra}".rstrip()
+            f"  recovery {_seconds(fault.recovery_s):>7}  {extra}".rstrip()
         )
     for key, sample in result.samples.items():
         if sample:
