@@ -188,6 +188,9 @@ class Engine:
             producer_acks=-1,
             producer_linger=0.005,  # batch sends: one request per few ms, not per message
             broker_commit_interval=1.0,
+            # Static membership: a restarted instance takes its partitions back at once
+            # instead of waiting out the dead process's session.
+            consumer_group_instance_id=f"{settings.engine_app_id}-{settings.engine_instance}",
             broker_session_timeout=settings.engine_session_timeout_seconds,
             broker_heartbeat_interval=settings.engine_session_timeout_seconds / 5,
             broker_rebalance_timeout=settings.engine_session_timeout_seconds * 2,

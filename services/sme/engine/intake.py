@@ -54,6 +54,7 @@ class Intake:
             s.topic_events,
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=f"{s.engine_app_id}-intake",
+            group_instance_id=f"{s.engine_app_id}-intake-{s.engine_instance}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=int(s.engine_session_timeout_seconds * 1000),
