@@ -22,7 +22,7 @@ from pathlib import Path
 from tests.faults.report import ScenarioResult, details, table, write_json
 from tests.faults.scenarios import CI, FULL, SCENARIOS, Sizes
 from tests.faults.soak import soak
-from tests.faults.suite import fresh_dir, run_scenarios, suite_broker
+from tests.faults.suite import run_dir, run_scenarios, suite_broker
 from tests.support.infra import ROOT
 
 OUT = ROOT / ".data" / "faults"
@@ -86,7 +86,7 @@ async def _run(args: argparse.Namespace) -> int:
     sizes = _sizes(args)
     names = args.only or list(SCENARIOS)
     started = time.monotonic()
-    results = await run_scenarios(OUT / "run", names, sizes, _say)
+    results = await run_scenarios(run_dir(OUT, "run"), names, sizes, _say)
     meta = {
         "kind": "faults",
         "sizes": dataclasses.asdict(sizes),
@@ -97,8 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _soak(args: argparse.Namespace) -> int:
-    home = OUT / "soak"
-    fresh_dir(home)
+    home = run_dir(OUT, "soak")
     started = time.monotonic()
     async with suite_broker(home / "broker") as broker:
         result = await soak(broker, home / "run", args.minutes, args.rate, args.every, _say)

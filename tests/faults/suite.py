@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -15,6 +16,8 @@ from pathlib import Path
 from tests.faults.broker import SuiteBroker
 from tests.faults.report import ScenarioResult, details
 from tests.faults.scenarios import SCENARIOS, Sizes
+
+KEEP_S = 24 * 3600.0
 
 
 @contextlib.asynccontextmanager
@@ -30,11 +33,16 @@ async def suite_broker(home: Path) -> AsyncIterator[SuiteBroker]:
         broker.remove_data()
 
 
-def fresh_dir(home: Path) -> None:
-    """An empty directory for a run: the previous run's logs and data go."""
-    if home.exists():
-        shutil.rmtree(home)
-    home.mkdir(parents=True)
+def run_dir(parent: Path, kind: str) -> Path:
+    """A new directory for one run (broker data, service logs), unique even when several
+    runs go on at once; runs of the same kind that finished over KEEP_S ago are pruned."""
+    parent.mkdir(parents=True, exist_ok=True)
+    for old in parent.glob(f"{kind}-*"):
+        if old.is_dir() and time.time() - old.stat().st_mtime > KEEP_S:
+            shutil.rmtree(old, ignore_errors=True)
+    home = parent / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    home.mkdir()
+    return home
 
 
 async def run_scenarios(
@@ -46,7 +54,6 @@ async def run_scenarios(
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise ValueError(f"unknown scenarios {unknown}; known: {sorted(SCENARIOS)}")
-    fresh_dir(home)
     results: list[ScenarioResult] = []
     async with suite_broker(home / "broker") as broker:
         say(f"suite broker on {broker.bootstrap} (data and logs under {home})")
