@@ -146,7 +146,8 @@ async def test_a_crash_at_any_point_loses_no_command_and_mints_no_second_id(
         except AssertionError as exc:
             missing = sorted(expected - set(commands.ids))
             tail = (tmp_path / "survivor.log").read_text(errors="replace")[-4000:]
-            raise AssertionError(f"{len(missing)} commands missing: {missing[:20]}\n{tail}") from exc
+            message = f"{len(missing)} commands missing: {missing[:20]}\n{tail}"
+            raise AssertionError(message) from exc
         assert set(commands.ids) == expected, "no command lost, none made up"
         minted_twice = {pair: ids for pair, ids in commands.ids.items() if len(ids) > 1}
         assert minted_twice == {}, "a redelivered input re-sends the same id"

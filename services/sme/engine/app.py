@@ -319,17 +319,8 @@ class Engine:
             partition, offset = message.partition, message.offset
             anchors.setdefault(partition, event)
             _in_stream_of(event)
-            if partition not in expected:
-                stored_position = self.positions.get(str(partition).encode())
-                expected[partition] = None if stored_position is None else int(stored_position)
-            want = expected[partition]
-            if partition in gaps or (want is not None and offset > want):
-                gaps.setdefault(partition, want if want is not None else offset)
-                continue  # an input before this one was never decided: read from there again
-            if want is not None and offset < want:
-                self.metrics.inputs_replayed.inc()
-                continue  # decided and stored already: its outputs are on their topics
-            expected[partition] = offset + 1
+            if not self._in_order(partition, offset, expected, gaps):
+                continue
             try:
                 item = ENGINE_INPUT.validate_json(message.value or b"")
             except ValidationError as exc:
@@ -350,6 +341,25 @@ class Engine:
         self._rearm(batch, woken, to_ms(now))
         self._mark_processed(decided)
         await self._rewind(gaps)
+
+    def _in_order(
+        self, partition: int, offset: int, expected: dict[int, int | None], gaps: dict[int, int]
+    ) -> bool:
+        """Whether this input is the next one of its partition (the stored position says
+        which). Below it: decided and stored already, its outputs are on their topics. Above
+        it: an input before this one was never decided; the partition is read again from it."""
+        if partition not in expected:
+            stored = self.positions.get(str(partition).encode())
+            expected[partition] = None if stored is None else int(stored)
+        want = expected[partition]
+        if partition in gaps or (want is not None and offset > want):
+            gaps.setdefault(partition, want if want is not None else offset)
+            return False
+        if want is not None and offset < want:
+            self.metrics.inputs_replayed.inc()
+            return False
+        expected[partition] = offset + 1
+        return True
 
     def _decide_event(
         self, batch: Batch, item: ForwardedEvent, message: Any, now: datetime
