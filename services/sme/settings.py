@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         0.02, gt=0, le=5, description="Longest wait to fill a batch before deciding it."
     )
     engine_session_timeout_seconds: float = Field(
-        10.0,
+        8.0,
         ge=6,
         le=300,
         description="Kafka group session timeout: a killed engine's partitions move after it.",

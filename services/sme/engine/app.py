@@ -94,6 +94,11 @@ SMALL_ROCKSDB = {
 defaults (64 MiB buffers, a 2 GiB cache per store, 6 partitions x 3 tables) let RSS climb for
 hours; these bound the engine's tables to about 6 x (32 + 2 x 3) MiB = 228 MiB."""
 REWIND_PATIENCE_SECONDS = 5.0
+RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
+AUDIT_INTERVAL_SECONDS = 2.0
+STALL_SECONDS = 10.0
+"""A partition whose fetch position is past its stored position, and from which no input has
+arrived for this long, had inputs skipped by Faust: it is read again from the stored one."""
 NO_PROGRESS_MS = 1_000
 """A tick that changed nothing re-arms its user no sooner than this."""
 DELIVERY_BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 5.0)
@@ -188,9 +193,6 @@ class Engine:
             producer_acks=-1,
             producer_linger=0.005,  # batch sends: one request per few ms, not per message
             broker_commit_interval=1.0,
-            # Static membership: a restarted instance takes its partitions back at once
-            # instead of waiting out the dead process's session.
-            consumer_group_instance_id=f"{settings.engine_app_id}-{settings.engine_instance}",
             broker_session_timeout=settings.engine_session_timeout_seconds,
             broker_heartbeat_interval=settings.engine_session_timeout_seconds / 5,
             broker_rebalance_timeout=settings.engine_session_timeout_seconds * 2,
@@ -230,21 +232,30 @@ class Engine:
             self.app.tables.add(table)
         self.intake = Intake(settings, self._route, self._deliver)
         self._rewinds: dict[int, tuple[int, float]] = {}
-        self.app.task(self._run_intake)
+        self._seen_at: dict[int, float] = {}  # inputs partition -> when an input last arrived
         self.app.agent(self.inputs_topic, name="sme.engine.decide")(self._decide)
-        self.app.task(self._mirror_configs)
-        self.app.task(self._mirror_stats)
-        self.app.timer(settings.timer_interval_seconds)(self._wake_due_users)
-        self.app.timer(settings.stats_publish_seconds)(self._publish_stats)
-        self.app.timer(LAG_INTERVAL_SECONDS)(self.report_lag)
-        self.app.on_rebalance_complete.connect(self._rebuild_due_index)
-        self.configs.on_change(self._config_changed)
         self._configs_mirror = TopicMirror(
             settings.kafka_bootstrap_servers, settings.topic_configs, self.configs.apply
         )
         self._stats_mirror = TopicMirror(
             settings.kafka_bootstrap_servers, settings.topic_stats, self.stats.apply
         )
+        # Background work never crashes the app: a broker hiccup would stop the engine.
+        for name, run in (
+            ("intake", self.intake.run),
+            ("configs-mirror", self._configs_mirror.run),
+            ("stats-mirror", self._stats_mirror.run),
+        ):
+            self.app.task(self._forever(name, run))
+        for interval, name, tick in (
+            (settings.timer_interval_seconds, "timers", self._wake_due_users),
+            (settings.stats_publish_seconds, "stats-publish", self._publish_stats),
+            (LAG_INTERVAL_SECONDS, "lag", self.report_lag),
+            (AUDIT_INTERVAL_SECONDS, "positions-audit", self._audit_positions),
+        ):
+            self.app.timer(interval, name=f"sme.engine.{name}")(self._guarded(name, tick))
+        self.app.on_rebalance_complete.connect(self._rebuild_due_index)
+        self.configs.on_change(self._config_changed)
         setup_prometheus_sensors(self.app, registry=self.metrics.registry, name_prefix="sme_faust")
 
     def owns_inputs(self) -> bool:
@@ -256,9 +267,46 @@ class Engine:
         """Set once the config topic has been read up to its start-up end."""
         return self._configs_mirror.caught_up
 
+    # --- background work ---------------------------------------------------------------------
+    def _forever(
+        self, name: str, run: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """A long-running task, restarted with backoff whenever it fails."""
+
+        async def supervised() -> None:
+            failures = 0
+            while True:
+                try:
+                    await run()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.metrics.worker_failures.labels(name).inc()
+                    delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
+                    failures += 1
+                    log.exception("%s failed; restarting in %.0fs", name, delay)
+                    await asyncio.sleep(delay)
+
+        return supervised
+
+    def _guarded(
+        self, name: str, tick: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """A periodic step whose failure is logged and counted; the next period tries again."""
+
+        async def guarded() -> None:
+            try:
+                await tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.metrics.worker_failures.labels(name).inc()
+                log.exception("%s failed; trying again next period", name)
+
+        return guarded
+
     # --- intake: validate and route to the user's partition --------------------------------
-    async def _run_intake(self) -> None:
-        await self.intake.run()
 
     def _route(self, message: Any) -> list[Outgoing]:
         """One raw event: a dead letter, or a record for the user's inputs partition."""
@@ -319,6 +367,7 @@ class Engine:
             partition, offset = message.partition, message.offset
             anchors.setdefault(partition, event)
             _in_stream_of(event)
+            self._seen_at[partition] = time.monotonic()
             if not self._in_order(partition, offset, expected, gaps):
                 continue
             try:
@@ -588,6 +637,26 @@ class Engine:
         for partition, next_offset in next_offsets.items():
             self._processed[(self.settings.topic_inputs, partition)] = next_offset - 1
 
+    async def _audit_positions(self) -> None:
+        """Catch what `_in_order` cannot see: inputs Faust skipped on a partition that then
+        went quiet (no later input arrives to reveal the gap). Faust seeks to its committed
+        offset after every rebalance, and that offset may be past inputs it skipped."""
+        consumer = self.app.consumer
+        now = time.monotonic()
+        gaps: dict[int, int] = {}
+        with contextlib.suppress(Exception):  # an assignment in flux: next time
+            for tp in consumer.assignment():
+                if tp.topic != self.settings.topic_inputs:
+                    continue
+                seen = self._seen_at.setdefault(tp.partition, now)
+                stored = self.positions.get(str(tp.partition).encode())
+                if stored is None or now - seen < STALL_SECONDS:
+                    continue
+                fetched = await consumer.position(tp)
+                if fetched is not None and fetched > int(stored):
+                    gaps[tp.partition] = int(stored)
+        await self._rewind(gaps)
+
     async def _rewind(self, gaps: dict[int, int]) -> None:
         """Read partitions with a gap again from the first input not yet decided. Messages
         already buffered behind the gap arrive first and are skipped; the seek is repeated
@@ -659,6 +728,7 @@ class Engine:
             k: v for k, v in self._local_stats.items() if int(k.partition("|")[0]) in assigned
         }
         self._processed = {tp: o for tp, o in self._processed.items() if tp[1] in assigned}
+        self._seen_at = {}  # every partition gets a fresh STALL_SECONDS after an assignment
         armed = 0
         for key, stored in self.users.items():
             partition = stored.get("p") if isinstance(stored, dict) else None
@@ -674,13 +744,7 @@ class Engine:
             woken = self.due.resume(old.id, to_ms(self.clock()))
             log.info("sequence %s left PAUSED: %d parked users re-armed", old.id, woken)
 
-    # --- shared state mirrors ---------------------------------------------------------------
-    async def _mirror_configs(self) -> None:
-        await self._configs_mirror.run()
-
-    async def _mirror_stats(self) -> None:
-        await self._stats_mirror.run()
-
+    # --- shared state ------------------------------------------------------------------------
     async def _publish_stats(self) -> None:
         dirty, self._dirty_stats = self._dirty_stats, set()
         for stat_key in dirty:

@@ -9,7 +9,6 @@ it, and the decide agent drops the repeats by event id."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -21,7 +20,6 @@ from sme.settings import Settings
 log = logging.getLogger(__name__)
 Route = Callable[[Any], Sequence[Any]]
 Deliver = Callable[[Sequence[Any]], Awaitable[None]]
-RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 
 
 class Intake:
@@ -31,30 +29,14 @@ class Intake:
         self.deliver = deliver
         self.consumer: AIOKafkaConsumer | None = None
         self.processed: dict[int, int] = {}  # partition -> last offset forwarded and committed
-        self.failures = 0
 
     async def run(self) -> None:
-        """Forever, restarting the consumer with backoff if it fails."""
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                delay = RESTART_BACKOFF_SECONDS[
-                    min(self.failures, len(RESTART_BACKOFF_SECONDS) - 1)
-                ]
-                self.failures += 1
-                log.exception("intake failed; restarting in %.0fs", delay)
-                await asyncio.sleep(delay)
-
-    async def _consume(self) -> None:
+        """Consume until cancelled; raises on a failure (the engine restarts it)."""
         s = self.settings
         consumer = AIOKafkaConsumer(
             s.topic_events,
             bootstrap_servers=s.kafka_bootstrap_servers,
             group_id=f"{s.engine_app_id}-intake",
-            group_instance_id=f"{s.engine_app_id}-intake-{s.engine_instance}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=int(s.engine_session_timeout_seconds * 1000),
@@ -79,7 +61,6 @@ class Intake:
                 await consumer.commit(offsets)
                 for tp, next_offset in offsets.items():
                     self.processed[tp.partition] = next_offset - 1
-                self.failures = 0
         finally:
             self.consumer = None
             await consumer.stop()

@@ -68,6 +68,12 @@ class EngineMetrics:
             "Times an inputs partition was read again from an input never decided.",
             registry=registry,
         )
+        self.worker_failures = Counter(
+            "sme_engine_worker_failures_total",
+            "Background work that failed and was restarted or retried, by worker.",
+            ["worker"],
+            registry=registry,
+        )
         self.ticks_sent = Counter(
             "sme_timer_ticks_sent_total",
             "Tick records sent (each wakes up to 1000 users).",
