@@ -7,6 +7,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+VERDICT_COUNTS = (
+    "users",
+    "expected",
+    "delivered",
+    "lost",
+    "deliveries",
+    "duplicate_deliveries",
+    "distinct_key_duplicates",
+    "over_cap_users",
+    "unexpected",
+)
+"""The verifier's counts a scenario result carries (and a composite scenario sums)."""
 MUST_BE_ZERO = ("lost", "distinct_key_duplicates", "over_cap_users", "store_mismatch")
 
 

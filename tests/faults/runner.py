@@ -20,7 +20,7 @@ from tests.faults.deployment import Deployment, DeploymentError
 from tests.faults.group import GroupProbe
 from tests.faults.observer import Observer
 from tests.faults.publisher import Publisher
-from tests.faults.report import Fault, ScenarioResult
+from tests.faults.report import VERDICT_COUNTS, Fault, ScenarioResult
 from tests.faults.store_check import StoreCounts, StoreUnavailableError, wait_ready
 from tests.faults.verify import Expectation, Verdict, verify
 from tests.faults.waits import complete, settle, store_matching_topic
@@ -178,17 +178,7 @@ def _store_counts(result: ScenarioResult, store: StoreCounts) -> None:
 def _fill(
     result: ScenarioResult, verdict: Verdict, observer: Observer, publisher: Publisher
 ) -> None:
-    for name in (
-        "users",
-        "expected",
-        "delivered",
-        "lost",
-        "deliveries",
-        "duplicate_deliveries",
-        "distinct_key_duplicates",
-        "over_cap_users",
-        "unexpected",
-    ):
+    for name in VERDICT_COUNTS:
         setattr(result, name, getattr(verdict, name))
     result.samples = {
         "lost (user/step: the user's last activity)": [

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.faults import store_check
 from tests.faults.broker import SuiteBroker
-from tests.faults.report import ScenarioResult
+from tests.faults.report import VERDICT_COUNTS, ScenarioResult
 from tests.faults.runner import Context, Plan, Start, run, start_services
 
 MEMBERS_WAIT_S = 150.0
@@ -218,19 +218,7 @@ async def first_starts(broker: SuiteBroker, home: Path, sizes: Sizes) -> Scenari
 
 
 def _sum_parts(total: ScenarioResult) -> None:
-    for name in (
-        "users",
-        "expected",
-        "delivered",
-        "lost",
-        "deliveries",
-        "duplicate_deliveries",
-        "distinct_key_duplicates",
-        "over_cap_users",
-        "unexpected",
-        "unpublished_events",
-        "topic_activity_ids",
-    ):
+    for name in (*VERDICT_COUNTS, "unpublished_events", "topic_activity_ids"):
         setattr(total, name, sum(getattr(p, name) for p in total.parts))
     distinct = [p.store_distinct for p in total.parts]
     rows = [p.store_rows for p in total.parts]
