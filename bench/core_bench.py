@@ -9,15 +9,14 @@ Thompson policy. Run: `make bench` (or `python bench/core_bench.py --users 20000
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import orjson
+from recording import record
 
 from sme.contracts.events import Event
 from sme.contracts.sequences import SequenceConfig
@@ -25,7 +24,6 @@ from sme.core.sequence import Context, on_event, on_timer
 from sme.core.timeutil import from_ms
 from sme.core.user_state import UserState
 
-RESULTS = Path(__file__).parent / "results" / "latest.json"
 CONFIG = SequenceConfig.model_validate(
     {
         "id": "bench",
@@ -121,18 +119,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     figures = run(args.users, args.seed)
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["core"] = {
-        "decisions_per_s": round(figures["decisions_per_s"]),
-        "state_bytes_per_user": round(figures["state_bytes_per_user"]),
-        "state_bytes_p99": figures["state_bytes_p99"],
-        "users": args.users,
-        "decisions": figures["decisions"],
-        "machine": f"{platform.machine()} CPython {platform.python_version()}",
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(results["core"], indent=2))
+    record(
+        "core",
+        {
+            "decisions_per_s": round(figures["decisions_per_s"]),
+            "state_bytes_per_user": round(figures["state_bytes_per_user"]),
+            "state_bytes_p99": figures["state_bytes_p99"],
+            "users": args.users,
+            "decisions": figures["decisions"],
+            "machine": f"{platform.machine()} CPython {platform.python_version()}",
+        },
+    )
 
 
 if __name__ == "__main__":

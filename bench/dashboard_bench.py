@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+
+from recording import record
 
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.dashboard import overview, sequence_dashboard
 from sme.storage.rollup import Rollup
 
-RESULTS = Path(__file__).parent / "results" / "latest.json"
 GENERATE = """
 INSERT INTO {db}.activities
     (activity_id, type, workspace_id, user_id, occurred_at, config_id, config_version, step_id,
@@ -107,11 +106,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     figures = asyncio.run(run(args.rows, args.repeats, args.store_dir))
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results[args.record_as] = figures
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(figures, indent=2))
+    record(args.record_as, figures)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
 import time
@@ -21,13 +20,12 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from faust.contrib.asgi import faust_app_running
+from recording import record
 
 from sme.config_publish import publish_records, record_from_document
 from sme.engine.app import Engine
 from sme.settings import Settings
 from sme.topics import ensure_topics
-
-RESULTS = Path(__file__).parent / "results" / "latest.json"
 
 
 def _settings(data_dir: Path) -> Settings:
@@ -129,11 +127,7 @@ def main() -> None:
     parser.add_argument("--wait", type=int, default=20, help="seconds between the two steps")
     args = parser.parse_args()
     figures = asyncio.run(run(args.users, args.wait))
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["engine"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(results["engine"], indent=2))
+    record("engine", {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()})
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -24,12 +23,12 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from recording import record
 
 from sme.config_publish import publish_records, record_from_document
 from sme.settings import Settings
 from sme.topics import ensure_topics
 
-RESULTS = Path(__file__).parent / "results" / "latest.json"
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -189,11 +188,7 @@ def main() -> None:
     parser.add_argument("--background", type=float, default=100.0, help="other events/s")
     args = parser.parse_args()
     figures = asyncio.run(run(args.users, args.wait, args.background))
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["timers"] = {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(results["timers"], indent=2))
+    record("timers", {k: round(v, 1) if isinstance(v, float) else v for k, v in figures.items()})
 
 
 if __name__ == "__main__":
