@@ -35,6 +35,7 @@ from sme.gateway.dashboard import router as dashboard_router
 from sme.gateway.metrics import GatewayMetrics
 from sme.gateway.sink import ActivitySink
 from sme.gateway.sql_api import router as sql_router
+from sme.gateway.users_api import router as users_router
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.queries import ActivityFilter, InvalidCursorError, list_activities
@@ -136,6 +137,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.state.auth = authenticator
     app.include_router(configs_router)
     app.include_router(sql_router)
+    app.include_router(users_router)
     app.include_router(dashboard_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     check_assets()

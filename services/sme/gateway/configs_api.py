@@ -237,15 +237,3 @@ async def kill_switch(
     _scope(who, workspace_id)
     settings = await _service(request).kill_switch(workspace_id, body.engaged, who.key_id)
     return settings.kill_switch.model_dump(mode="json")
-
-
-@router.delete("/api/v1/workspaces/{workspace_id}/users/{user_id}", status_code=202, tags=["users"])
-async def erase_user(
-    request: Request, who: Caller, workspace_id: str, user_id: str
-) -> dict[str, str]:
-    """Erase a user: the engine drops their state, then the sink deletes their rows from
-    ClickHouse; recorded as a `user_erased` activity without the user's id. 202: the
-    request is durably queued (acknowledged by the broker) and completes within seconds."""
-    _scope(who, workspace_id)
-    erasure_id = await _service(request).erase_user(workspace_id, user_id)
-    return {"erasure_id": erasure_id}
