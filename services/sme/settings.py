@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     sink_batch_size: int = Field(2000, ge=1, le=100_000, description="Rows per insert.")
     sink_flush_seconds: float = Field(1.0, gt=0, le=60, description="Max wait before insert.")
     sink_retry_max_seconds: float = Field(30.0, gt=0, description="Cap of the retry backoff.")
+    erasure_rate_per_second: float = Field(
+        20.0, gt=0, le=100_000, description="Erasure requests per second per workspace (429)."
+    )
+    erasure_burst: int = Field(
+        200, ge=1, le=1_000_000, description="Erasure requests a workspace may send at once."
+    )
 
     automation_interval_seconds: float = Field(
         10.0, gt=0, le=3600, description="How often automation rules are evaluated."

@@ -274,7 +274,7 @@ async def test_latest_decisions_page_through_duplicates_and_erasure_clears_the_l
     )
     assert [item["activity_id"] for item in latest] == expected[:25]
 
-    await store.erase_user("w1", "u0")
+    await store.erase_users([("w1", "u0")])
     left = await recent_decisions(
         store, "w1", "cfg", today - timedelta(days=30), today + timedelta(days=1), 25, now
     )

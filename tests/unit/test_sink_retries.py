@@ -1,6 +1,8 @@
-"""The sink's retries, broker-free: a batch is stored step by step (rows, erasures, dead letters)
-and a retry resumes where the failed attempt stopped, so a dead letter is sent once per bad
-record however often ClickHouse or the broker fails, and the backoff shows in a gauge."""
+"""The sink's retries and erasures, broker-free: a batch is stored step by step (rows, erasures,
+rows after the erasures, dead letters) and a retry resumes where the failed attempt stopped, so
+a dead letter is sent once per bad record however often ClickHouse or the broker fails, and the
+backoff shows in a gauge. A batch's erasures are one delete, and delete only what preceded
+them."""
 
 from __future__ import annotations
 
@@ -25,15 +27,30 @@ class FakeStore:
     def __init__(self) -> None:
         self.write_faults = WriteFaults()
         self.inserted: list[list[Any]] = []
+        self.erasure_rows: list[list[Any]] = []
         self.erased: list[tuple[str, str]] = []
+        self.erase_calls = 0
+        self.log: list[str] = []
 
     async def insert(self, table: str, rows: Sequence[Any], columns: Sequence[str]) -> None:
         self.write_faults.check(f"insert into {table}")
-        self.inserted.extend(list(r) for r in rows)
+        target = self.inserted if table == "activities" else self.erasure_rows
+        target.extend(list(r) for r in rows)
+        self.log.append(f"insert {table} {len(rows)}")
 
-    async def erase_user(self, workspace_id: str, user_id: str) -> None:
+    async def erase_users(self, users: Sequence[tuple[str, str]]) -> None:
         self.write_faults.check("erasure")
-        self.erased.append((workspace_id, user_id))
+        self.erase_calls += 1
+        self.erased.extend(users)
+        gone = set(users)
+        self.inserted = [r for r in self.inserted if (r[2], r[3]) not in gone]
+        self.log.append(f"erase {len(gone)}")
+
+    async def query(self, sql: str, parameters: dict[str, Any]) -> Any:
+        """The erasure plan: (workspace, user, config, day, rows) of the named users."""
+        wanted = set(parameters["pairs"])
+        rows = [(r[2], r[3], r[5], r[4].date(), 1) for r in self.inserted if (r[2], r[3]) in wanted]
+        return type("Result", (), {"result_rows": rows})()
 
 
 class FakeRollup:
@@ -44,16 +61,12 @@ class FakeRollup:
         self.recomputed: list[tuple[str, str, Any]] = []
         self.fail_next = 0
 
-    async def days_of_user(self, workspace_id: str, user_id: str) -> list[tuple[str, Any]]:
-        if (workspace_id, user_id) in self.store.erased:
-            return []
-        return [("welcome", date(2026, 11, 2))]
-
-    async def recompute(self, workspace_id: str, config_id: str, day: Any) -> None:
-        if self.fail_next:
-            self.fail_next -= 1
-            raise ConnectionError("ClickHouse went away")
-        self.recomputed.append((workspace_id, config_id, day))
+    async def recompute_days(self, days: Any) -> None:
+        for workspace_id, config_id, day in sorted(days):
+            if self.fail_next:
+                self.fail_next -= 1
+                raise ConnectionError("ClickHouse went away")
+            self.recomputed.append((workspace_id, config_id, day))
 
 
 class FakeProducer:
@@ -85,14 +98,16 @@ def _record(offset: int, value: bytes) -> ConsumerRecord[bytes, bytes]:
     )
 
 
-def _activity(n: int, kind: ActivityType = ActivityType.EVENT_RECEIVED) -> bytes:
+def _activity(n: int, kind: ActivityType = ActivityType.EVENT_RECEIVED, user: str = "u1") -> bytes:
     return (
         Activity(
             activity_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"unit-sink{n}")),
             type=kind,
             workspace_id="w1",
-            user_id="u1",
+            user_id=user,
             occurred_at=datetime(2026, 11, 2, 9, 30, tzinfo=UTC),
+            config_id="welcome",
+            details={"erasure_id": f"e{n}"} if kind is ActivityType.USER_ERASED else {},
         )
         .model_dump_json()
         .encode()
@@ -172,4 +187,49 @@ async def test_an_erasure_retried_after_a_failure_still_recomputes_the_users_rol
 
     assert store.erased == [("w1", "u1"), ("w1", "u1")]
     assert rollup.recomputed == [("w1", "welcome", date(2026, 11, 2))]
-    assert len(store.inserted) == 2
+    assert [r[1] for r in store.inserted] == ["user_erased"]
+    assert [r[1:4] for r in store.erasure_rows] == [
+        ["e2", 2, datetime(2026, 11, 2, 9, 30, tzinfo=UTC)]
+    ]
+    assert store.erasure_rows[0][5] == 1, "rows deleted, as planned before the delete"
+
+
+async def test_a_batch_of_erasures_is_one_delete_and_rows_after_an_erasure_are_kept() -> None:
+    store, producer = FakeStore(), FakeProducer()
+    batch = _batch(
+        _activity(1, user="ada"),
+        _activity(2, user="bob"),
+        _activity(3, ActivityType.USER_ERASED, user="ada"),
+        _activity(4, ActivityType.USER_ERASED, user="bob"),
+        _activity(5, user="ada"),  # ada signs up again right after her erasure
+        _activity(6, user="cyd"),
+    )
+
+    await _sink(store, producer, FakeRollup(store))._store(batch)
+
+    assert store.erase_calls == 1
+    assert sorted(store.erased) == [("w1", "ada"), ("w1", "bob")]
+    kept = sorted((r[3], r[0].int) for r in store.inserted if r[3])
+    assert [user for user, _ in kept] == ["ada", "cyd"]
+    assert store.log == [
+        "insert activities 5",
+        "erase 2",
+        "insert erasures 2",
+        "insert activities 1",
+    ]
+
+
+async def test_rows_between_two_erasures_of_one_user_in_a_batch_go_too() -> None:
+    store, producer = FakeStore(), FakeProducer()
+    batch = _batch(
+        _activity(1, user="ada"),
+        _activity(2, ActivityType.USER_ERASED, user="ada"),
+        _activity(3, user="ada"),
+        _activity(4, ActivityType.USER_ERASED, user="ada"),
+        _activity(5, user="ada"),
+    )
+
+    await _sink(store, producer, FakeRollup(store))._store(batch)
+
+    ada = [r for r in store.inserted if r[3] == "ada"]
+    assert len(ada) == 1 and ada[0][0] == uuid.uuid5(uuid.NAMESPACE_URL, "unit-sink5")

@@ -70,7 +70,7 @@ async def test_while_on_no_write_reaches_clickhouse_and_reads_still_do(store: An
     with pytest.raises(StorageUnavailableError):
         await store.execute("ALTER TABLE {db}.t DELETE WHERE 1", {})
     with pytest.raises(StorageUnavailableError):
-        await store.erase_user("w1", "u1")
+        await store.erase_users([("w1", "u1")])
     assert store._writer.calls == []
     assert await store.query("SELECT 1") == "rows"
     assert store.write_faults.refused == 3

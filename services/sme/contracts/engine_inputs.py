@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from sme.contracts.events import Event
 
@@ -51,6 +51,9 @@ class EraseRequest(_Input):
     workspace_id: str = Field(min_length=1)
     user_id: str = Field(min_length=1)
     erasure_id: str = Field(min_length=1)
+    requested_at: AwareDatetime | None = Field(
+        None, description="When the gateway accepted the request (for the erasure's timing)."
+    )
 
 
 EngineInput = Annotated[ForwardedEvent | TimerTick | EraseRequest, Field(discriminator="kind")]

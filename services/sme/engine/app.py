@@ -481,7 +481,12 @@ class Engine:
             workspace_id=request.workspace_id,
             user_id=request.user_id,  # in transit only: the sink stores the row without it
             occurred_at=now,
-            details={"erasure_id": request.erasure_id},
+            details={"erasure_id": request.erasure_id}
+            | (
+                {"requested_at": request.requested_at.isoformat()}
+                if request.requested_at
+                else {}
+            ),
         )
         batch.activities.append((request.user_id.encode(), activity))
 

@@ -265,11 +265,16 @@ class ConfigService:
         await self._log_change(current.workspace_id, "", actor, current, settings, ["kill_switch"])
 
     # --- users ------------------------------------------------------------------------------
-    async def erase_user(self, workspace_id: str, user_id: str) -> str:
+    async def erase_user(self, workspace_id: str, user_id: str, requested_at: datetime) -> str:
         """Ask the engine to forget the user, through its inputs topic on the partition that
         owns the user's state (the partition the engine's intake routes their events to)."""
         erasure_id = str(uuid.uuid4())
-        request = EraseRequest(workspace_id=workspace_id, user_id=user_id, erasure_id=erasure_id)
+        request = EraseRequest(
+            workspace_id=workspace_id,
+            user_id=user_id,
+            erasure_id=erasure_id,
+            requested_at=requested_at,
+        )
         await self.producer.send_and_wait(
             self.settings.topic_inputs,
             request.model_dump_json().encode(),

@@ -45,3 +45,24 @@ class GatewayMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         )
+        self.erasures_requested = Counter(
+            "sme_erasures_requested_total",
+            "Erasure requests accepted (202) by this gateway.",
+            registry=registry,
+        )
+        self.erasures_refused = Counter(
+            "sme_erasures_rate_limited_total",
+            "Erasure requests refused with 429 (per-workspace rate limit).",
+            registry=registry,
+        )
+        self.erasures_completed = Counter(
+            "sme_erasures_completed_total",
+            "Erasures whose rows the sink deleted (and rollup days recomputed).",
+            registry=registry,
+        )
+        self.erasure_seconds = Histogram(
+            "sme_erasure_seconds",
+            "From the erasure request to its rows being gone from ClickHouse.",
+            buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+            registry=registry,
+        )

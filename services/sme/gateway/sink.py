@@ -27,21 +27,46 @@ from sme.gateway.metrics import GatewayMetrics
 from sme.settings import Settings
 from sme.storage.activities import ACTIVITY_COLUMNS, activity_row
 from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.erasures import (
+    ErasurePlan,
+    ErasureState,
+    erasure_row,
+    plan_erasure,
+    record_erasures,
+)
 from sme.storage.rollup import Rollup
 
 log = logging.getLogger(__name__)
 
 
+_WS, _USER = ACTIVITY_COLUMNS.index("workspace_id"), ACTIVITY_COLUMNS.index("user_id")
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    workspace_id: str
+    user_id: str
+    erasure_id: str
+    requested_at: datetime
+
+
 @dataclass
 class Batch:
+    """One poll's records, split so that an erasure deletes exactly what preceded it: `rows`
+    are inserted first, then the batch's erasures run (one delete for all), then `later_rows`
+    (rows of a user that arrived after their erasure, e.g. they signed up again) are kept."""
+
     rows: list[list[Any]] = field(default_factory=list)
-    erasures: list[tuple[str, str]] = field(default_factory=list)  # (workspace, user)
+    later_rows: list[list[Any]] = field(default_factory=list)
+    erasures: list[Erasure] = field(default_factory=list)
+    erased_users: set[tuple[str, str]] = field(default_factory=set)
     rejects: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = field(default_factory=list)
     next_offsets: dict[TopicPartition, int] = field(default_factory=dict)
     # Progress of storing it, so a retry resumes where the failed attempt stopped.
     rows_stored: bool = False
-    erased: int = 0
-    erasure_days: list[tuple[str, Any]] | None = None  # rollup days of the erasure under way
+    erasure_plan: ErasurePlan | None = None  # looked up once, before the rows go
+    erased: bool = False
+    later_rows_stored: bool = False
     dead_lettered: int = 0
 
     def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
@@ -49,19 +74,43 @@ class Batch:
         self.next_offsets[tp] = record.offset + 1
         try:
             activity = Activity.model_validate_json(record.value or b"")
-            if activity.type is ActivityType.USER_ERASED:
-                self.erasures.append((activity.workspace_id, activity.user_id))
-                activity = activity.model_copy(update={"user_id": ""})
-            self.rows.append(activity_row(activity))
         except ValidationError as exc:
             errors = tuple(
                 FieldError(loc=".".join(map(str, e["loc"])), message=e["msg"], type=e["type"])
                 for e in exc.errors(include_url=False, include_input=False)
             )
             self.rejects.append((record, Rejection(RejectReason.VALIDATION_FAILED, errors)))
+            return
+        who = (activity.workspace_id, activity.user_id)
+        if activity.type is ActivityType.USER_ERASED:
+            if who in self.erased_users:
+                # Erased again: what arrived since the first erasure goes too.
+                self.later_rows = [r for r in self.later_rows if (r[_WS], r[_USER]) != who]
+            self.erasures.append(_erasure(activity))
+            self.erased_users.add(who)
+            self.rows.append(activity_row(activity.model_copy(update={"user_id": ""})))
+        elif activity.user_id and who in self.erased_users:
+            self.later_rows.append(activity_row(activity))
+        else:
+            self.rows.append(activity_row(activity))
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.rejects)
+        return len(self.rows) + len(self.later_rows) + len(self.rejects)
+
+
+def _erasure(activity: Activity) -> Erasure:
+    details = activity.details
+    requested = details.get("requested_at")
+    try:
+        requested_at = datetime.fromisoformat(requested) if isinstance(requested, str) else None
+    except ValueError:
+        requested_at = None
+    return Erasure(
+        activity.workspace_id,
+        activity.user_id,
+        str(details.get("erasure_id") or activity.activity_id),
+        (requested_at or activity.occurred_at).astimezone(UTC),
+    )
 
 
 class ActivitySink:
@@ -145,45 +194,69 @@ class ActivitySink:
                 self.metrics.sink_backoff_seconds.set(delay)
                 log.warning(
                     "sink could not store a batch of %d rows (%s); retrying in %.1fs",
-                    len(batch.rows),
+                    len(batch),
                     exc,
                     delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
         if failures:
-            log.info("sink stored a batch of %d rows after %d failures", len(batch.rows), failures)
+            log.info("sink stored a batch of %d records after %d failures", len(batch), failures)
         self.metrics.sink_backoff_seconds.set(0)
-        self.metrics.sink_rows.inc(len(batch.rows))
+        self.metrics.sink_rows.inc(len(batch.rows) + len(batch.later_rows))
         self.metrics.sink_batches.inc()
 
     async def _store_steps(self, batch: Batch) -> None:
-        """Rows, then erasures in order, then dead letters. Each step is done once per batch
-        however many attempts it takes: an attempt resumes after the last step that succeeded,
-        so a dead letter is never re-sent, nor an erased user's rows re-inserted, by a retry."""
+        """Rows, then the batch's erasures, then rows that came after an erasure, then dead
+        letters. Each step is done once per batch however many attempts it takes: an attempt
+        resumes after the last step that succeeded, so a dead letter is never re-sent, nor an
+        erased user's rows re-inserted, by a retry."""
         if batch.rows and not batch.rows_stored:
             started = time.perf_counter()
             await self.store.insert("activities", batch.rows, ACTIVITY_COLUMNS)
             self.metrics.sink_insert_seconds.observe(time.perf_counter() - started)
         batch.rows_stored = True
-        while batch.erased < len(batch.erasures):
-            await self._erase(batch, *batch.erasures[batch.erased])
-            batch.erased += 1
-            batch.erasure_days = None
+        if batch.erasures and not batch.erased:
+            await self._erase(batch)
+            batch.erased = True
+        if batch.later_rows and not batch.later_rows_stored:
+            await self.store.insert("activities", batch.later_rows, ACTIVITY_COLUMNS)
+        batch.later_rows_stored = True
         while batch.dead_lettered < len(batch.rejects):
             await self._dead_letter(*batch.rejects[batch.dead_lettered])
             batch.dead_lettered += 1
 
-    async def _erase(self, batch: Batch, workspace_id: str, user_id: str) -> None:
-        """Delete the user's rows, then recompute the rollup days they were counted in. The
-        days are looked up once, before the rows go, so a retry still recomputes them."""
-        if batch.erasure_days is None:
-            days = await self.rollup.days_of_user(workspace_id, user_id) if self.rollup else []
-            batch.erasure_days = days
-        await self.store.erase_user(workspace_id, user_id)
+    async def _erase(self, batch: Batch) -> None:
+        """Delete every erased user's rows at once (one delete per table for the batch), then
+        recompute the rollup days they were counted in and record each erasure as completed.
+        The days are looked up once, before the rows go, so a retry still recomputes them."""
+        users = [(e.workspace_id, e.user_id) for e in batch.erasures]
+        if batch.erasure_plan is None:
+            batch.erasure_plan = await plan_erasure(self.store, users)
+        plan = batch.erasure_plan
+        await self.store.erase_users(users)
         if self.rollup is not None:
-            for config_id, day in batch.erasure_days:
-                await self.rollup.recompute(workspace_id, config_id, day)
+            await self.rollup.recompute_days(plan.days)
+        completed_at = datetime.now(UTC)
+        await record_erasures(
+            self.store,
+            (
+                erasure_row(
+                    e.workspace_id,
+                    e.erasure_id,
+                    ErasureState.COMPLETED,
+                    e.requested_at,
+                    completed_at,
+                    plan.rows.get((e.workspace_id, e.user_id), 0),
+                )
+                for e in batch.erasures
+            ),
+        )
+        self.metrics.erasures_completed.inc(len(batch.erasures))
+        for erasure in batch.erasures:
+            self.metrics.erasure_seconds.observe(
+                max(0.0, (completed_at - erasure.requested_at).total_seconds())
+            )
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], rejection: Rejection

@@ -187,21 +187,27 @@ class ClickHouseStore:
 
         await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
 
-    async def erase_user(self, workspace_id: str, user_id: str) -> None:
-        """Delete every activity row of one user, and its copy in the decision log (a
-        lightweight delete: gone from reads at once, physically removed at the next merge)."""
+    async def erase_users(self, users: Sequence[tuple[str, str]]) -> None:
+        """Delete every row of these (workspace, user) pairs from each table holding user ids:
+        one lightweight delete per table for the whole set (gone from reads at once,
+        physically removed at the next merge), so a burst of erasures costs a few
+        mutations, not one per user."""
         writer = self._require(self._writer)
+        pairs = sorted(set(users))
+        workspaces = sorted({w for w, _ in pairs})
 
         def run() -> None:
             self.write_faults.check("erasure")
             for table in ERASABLE_TABLES:
                 writer.command(
                     f"DELETE FROM {self.database}.{table} "  # noqa: S608 - checked identifiers
-                    "WHERE workspace_id = {w:String} AND user_id = {u:String}",
-                    parameters={"w": workspace_id, "u": user_id},
+                    "WHERE workspace_id IN {ws:Array(String)} "
+                    "AND (workspace_id, user_id) IN {pairs:Array(Tuple(String, String))}",
+                    parameters={"ws": workspaces, "pairs": pairs},
                 )
 
-        await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
+        if pairs:
+            await asyncio.get_running_loop().run_in_executor(self._write_thread, run)
 
     # --- reads ----------------------------------------------------------------------------
     async def query(self, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:

@@ -10,6 +10,7 @@ fast."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -168,15 +169,12 @@ class Rollup:
             await self.store.execute(DELETE_EVENTS_DAY, params)
             await self.store.execute(RECOMPUTE_EVENTS_DAY, params)
 
-    async def days_of_user(self, workspace_id: str, user_id: str) -> list[tuple[str, Any]]:
-        """(config, day) pairs a user's rows fall on (config '' for event intake): what an
-        erasure must recompute."""
-        rows = await self.store.query(
-            "SELECT DISTINCT config_id, toDate(occurred_at) FROM {db}.activities "
-            "WHERE workspace_id = {w:String} AND user_id = {u:String}",
-            {"w": workspace_id, "u": user_id},
-        )
-        return [(str(c), d) for c, d in rows.result_rows]
+    async def recompute_days(self, days: Iterable[tuple[str, str, Any]]) -> None:
+        """Recompute these (workspace, config, day) groups now (after an erasure), never
+        interleaved with a refresh recomputing the same day."""
+        async with self._lock:
+            for workspace_id, config_id, day in sorted(days):
+                await self.recompute(workspace_id, config_id, day)
 
     async def run(self, interval: float) -> None:
         while True:
