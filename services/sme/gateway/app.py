@@ -8,14 +8,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from typing import Annotated, Any
+from typing import Annotated
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.types import ASGIApp
 
 from sme.config_mirror import ConfigRegistry, TopicMirror
 from sme.contracts.activities import ActivityType
@@ -32,19 +34,43 @@ from sme.gateway.configs_api import API, Caller
 from sme.gateway.configs_api import router as configs_router
 from sme.gateway.dashboard import STATIC, check_assets
 from sme.gateway.dashboard import router as dashboard_router
+from sme.gateway.http_guards import (
+    CSP,
+    MAX_BODY,
+    BodyLimit,
+    ResponseGuards,
+    inline_script_hashes,
+)
 from sme.gateway.metrics import GatewayMetrics
+from sme.gateway.openapi_docs import install as install_openapi
+from sme.gateway.params import MOMENT_MAX, MOMENT_MIN, Moment
 from sme.gateway.sink import ActivitySink
 from sme.gateway.sql_api import router as sql_router
 from sme.gateway.users_api import router as users_router
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
-from sme.storage.queries import ActivityFilter, InvalidCursorError, list_activities
+from sme.storage.queries import (
+    ActivityFilter,
+    InvalidCursorError,
+    decode_cursor,
+    list_activities,
+)
 from sme.storage.rollup import Rollup
 from sme.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 MAX_PAGE = 1000
-MAX_BODY = 1024 * 1024
+__all__ = ["MAX_BODY", "GatewayApp", "create_app"]
+
+
+class GatewayApp(FastAPI):
+    """FastAPI with the HTTP guards outermost: their headers are on every response, 500s
+    included, and the body limit counts every byte any route or middleware reads."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return ResponseGuards(
+            BodyLimit(super().build_middleware_stack(), MAX_BODY), lambda: self.router.routes
+        )
 
 
 @dataclass
@@ -133,7 +159,14 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await producer.stop()
             await store.aclose()
 
-    app = FastAPI(title="Sequential Messaging Engine", version="0.1.0", lifespan=lifespan)
+    app = GatewayApp(
+        title="Sequential Messaging Engine",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_openapi(app)
     app.state.auth = authenticator
     app.include_router(configs_router)
     app.include_router(sql_router)
@@ -142,13 +175,27 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     check_assets()
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY:
-            return JSONResponse({"detail": f"request body over {MAX_BODY} bytes"}, 413)
-        response: Response = await call_next(request)
-        return response
+    swagger = get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - API")
+    docs_page = bytes(swagger.body).decode()
+    docs_csp = CSP.replace(
+        "script-src 'self'",
+        "script-src 'self' https://cdn.jsdelivr.net " + " ".join(inline_script_hashes(docs_page)),
+    ).replace("style-src 'self'", "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net")
+    docs_csp = docs_csp.replace("img-src 'self' data:", "img-src 'self' data: https:")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        """Swagger UI (from its CDN; the page's one inline script is allowed by its hash)."""
+        return HTMLResponse(docs_page, headers={"Content-Security-Policy": docs_csp})
+
+    @app.exception_handler(KafkaError)
+    async def broker_unavailable(_: Request, exc: KafkaError) -> JSONResponse:
+        log.warning("a write was not acknowledged by the broker: %r", exc)
+        return JSONResponse(
+            {"detail": "the broker did not acknowledge the write; retry later"},
+            503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(InvalidConfigError)
     async def invalid(_: Request, exc: InvalidConfigError) -> JSONResponse:
@@ -166,7 +213,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        responses={503: {"description": "not ready: some check failed (same body)"}},
+    )
     async def readyz(request: Request) -> JSONResponse:
         gw: GatewayState = request.app.state.gw
         checks = {
@@ -178,7 +229,17 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             {"ready": all(checks.values()), "checks": checks}, 200 if all(checks.values()) else 503
         )
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -189,40 +250,50 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         config_id: str,
         type: Annotated[list[ActivityType] | None, Query()] = None,
         user_id: str | None = None,
-        from_: Annotated[datetime | date | None, Query(alias="from")] = None,
-        to: datetime | date | None = None,
+        from_: Annotated[Moment | None, Query(alias="from", description="inclusive")] = None,
+        to: Annotated[Moment | None, Query(description="exclusive")] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-        cursor: str | None = None,
+        cursor: Annotated[
+            str | None, Query(description="`next_cursor` of the previous page", max_length=512)
+        ] = None,
     ) -> dict[str, object]:
         if who.workspace_id is not None:
             request.app.state.gw.configs.get(config_id, who.workspace_id)  # 404 if foreign
+        if cursor is not None:
+            _check_cursor(cursor)
         flt = ActivityFilter(
             config_id=config_id,
             types=tuple(t.value for t in type or ()),
             user_id=user_id,
-            since=_utc(from_),
-            until=_utc(to),
+            since=from_,
+            until=to,
         )
         try:
             items, next_cursor = await list_activities(
                 request.app.state.gw.store, flt, limit, cursor
             )
         except InvalidCursorError as exc:
-            raise HTTPException(
-                422, detail=[{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]
-            ) from exc
+            raise _bad_cursor(str(exc)) from exc
         return {"items": items, "next_cursor": next_cursor}
 
     return app
 
 
-def _utc(moment: datetime | date | None) -> datetime | None:
-    """ISO dates are UTC midnights; naive datetimes are read as UTC."""
-    if moment is None:
-        return None
-    if not isinstance(moment, datetime):
-        return datetime.combine(moment, time.min, tzinfo=UTC)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _check_cursor(cursor: str) -> None:
+    """A cursor this API issued names a moment within ClickHouse's range; anything else is
+    a 422 on `cursor` (never a 500 from decoding or from the query)."""
+    try:
+        at, _ = decode_cursor(cursor)
+    except (InvalidCursorError, ValueError, OverflowError, OSError) as exc:
+        raise _bad_cursor("cursor is not one this API issued") from exc
+    if not MOMENT_MIN <= at <= MOMENT_MAX:
+        raise _bad_cursor("cursor is not one this API issued")
+
+
+def _bad_cursor(message: str) -> HTTPException:
+    return HTTPException(
+        422, detail=[{"loc": ["query", "cursor"], "msg": message, "type": "value_error"}]
+    )
 
 
 def _report_task_exit(task: asyncio.Task[None]) -> None:

@@ -7,10 +7,19 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
+from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
 from sme.gateway.auth import Principal
-from sme.gateway.config_service import ConfigNotFoundError, ConfigService
+from sme.gateway.config_service import (
+    ConfigNotFoundError,
+    ConfigService,
+    InvalidConfigError,
+    field_errors,
+    merge_patch,
+)
+from sme.gateway.openapi_docs import CONFLICT, SEQUENCE_SERVER_FIELDS, UNAVAILABLE
+from sme.gateway.params import Day
 from sme.storage.metrics import (
     FORMATS,
     default_window,
@@ -32,14 +41,40 @@ def principal(request: Request) -> Principal:
 
 
 Caller = Annotated[Principal, Depends(principal)]
-FromDate = Annotated[date | None, Query(alias="from", description="UTC date, inclusive")]
-ToDate = Annotated[date | None, Query(description="UTC date, exclusive")]
+FromDate = Annotated[Day | None, Query(alias="from", description="UTC date, inclusive")]
+ToDate = Annotated[Day | None, Query(description="UTC date, exclusive")]
+WRITE: dict[int | str, dict[str, Any]] = {503: UNAVAILABLE}
 router = APIRouter(dependencies=[Depends(principal)])
 
 
 class KillSwitchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    engaged: bool
+    engaged: StrictBool
+
+
+def _strictly_typed(model: type[BaseModel], document: dict[str, Any]) -> None:
+    """JSON types as documented: a boolean is not a number, a number not a string (the
+    contracts' own validation is lax, which suits messages but not a documented API)."""
+    try:
+        model.model_validate_json(orjson.dumps(document), strict=True)
+    except ValidationError as exc:
+        raise InvalidConfigError(field_errors(exc)) from exc
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+        raise InvalidConfigError(
+            [{"loc": ["body"], "msg": f"not representable: {exc}", "type": "value_error"}]
+        ) from exc
+
+
+def _refuse_server_fields(body: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """A field the server sets is refused rather than silently overwritten."""
+    supplied = [f for f in fields if f in body]
+    if supplied:
+        raise InvalidConfigError(
+            [
+                {"loc": ["body", f], "msg": "set by the server", "type": "server_field"}
+                for f in supplied
+            ]
+        )
 
 
 def _service(request: Request) -> ConfigService:
@@ -71,12 +106,22 @@ def _if_match(value: str | None) -> int | None:
     return int(token)
 
 
-@router.post(API, status_code=201, tags=["configurations"])
+@router.post(
+    API,
+    status_code=201,
+    tags=["configurations"],
+    responses=WRITE,
+    openapi_extra={"x-sme-body": "SequenceConfigCreate"},
+)
 async def create_config(
     request: Request, who: Caller, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     """Create and activate a sequence (201; the body has the server-assigned id and version)."""
     _scope(who, str(body.get("workspace_id", "")))
+    if not set(body) & set(SEQUENCE_SERVER_FIELDS):
+        now = datetime.now(UTC).isoformat()
+        server = {"id": "new", "version": 1, "created_at": now, "updated_at": now}
+        _strictly_typed(SequenceConfig, {**body, **server})
     config = await _service(request).create(body, who.key_id)
     return config.model_dump(mode="json")
 
@@ -103,17 +148,38 @@ async def get_config(
     return config.model_dump(mode="json")
 
 
-@router.patch(f"{API}/{{config_id}}", tags=["configurations"])
+@router.patch(
+    f"{API}/{{config_id}}",
+    tags=["configurations"],
+    responses={409: CONFLICT, **WRITE},
+    openapi_extra={"x-sme-body": "SequenceConfigPatch"},
+)
 async def patch_config(
     request: Request,
     who: Caller,
     config_id: str,
     body: Annotated[dict[str, Any], Body()],
     response: Response,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: Annotated[
+        str | None,
+        Header(
+            pattern=r'^(W/)?"?[0-9]{1,18}"?$',
+            description='the current version, e.g. "3" (as in `ETag`)',
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """JSON merge patch; bumps the version. `If-Match` (or body `version`) must name the
     current version (409 otherwise). Status changes pause, resume and stop."""
+    _refuse_server_fields(body, ("updated_at",))
+    version = body.get("version")
+    if "version" in body and (type(version) is not int or version < 1):
+        raise InvalidConfigError(
+            [{"loc": ["body", "version"], "msg": "must be a version number", "type": "int_type"}]
+        )
+    current = _service(request).get(config_id, who.workspace_id)
+    changes = {k: v for k, v in body.items() if k != "version"}
+    if not set(changes) & {"id", "workspace_id", "created_at", "status_reason"}:
+        _strictly_typed(SequenceConfig, merge_patch(current.model_dump(mode="json"), changes))
     config = await _service(request).patch(
         config_id, body, _if_match(if_match), who.key_id, who.workspace_id
     )
@@ -163,7 +229,21 @@ async def config_metrics(
     return await sequence_metrics(store, config.workspace_id, config_id, start, end, granularity)
 
 
-@router.get(f"{API}/{{config_id}}/report", tags=["reporting"])
+REPORT_CONTENT = {
+    "application/json": {"schema": {"type": "object"}},
+    "text/csv": {"schema": {"type": "string"}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+@router.get(
+    f"{API}/{{config_id}}/report",
+    tags=["reporting"],
+    response_class=Response,
+    responses={
+        200: {"description": "the report, in the requested format", "content": REPORT_CONTENT}
+    },
+)
 async def config_report(
     request: Request,
     who: Caller,
@@ -205,7 +285,7 @@ async def config_report(
     )
 
 
-@router.delete(f"{API}/{{config_id}}", status_code=204, tags=["configurations"])
+@router.delete(f"{API}/{{config_id}}", status_code=204, tags=["configurations"], responses=WRITE)
 async def delete_config(request: Request, who: Caller, config_id: str) -> Response:
     """Deactivate: the sequence becomes STOPPED (final) and stays for reporting."""
     await _service(request).stop(config_id, who.key_id, who.workspace_id)
@@ -218,17 +298,25 @@ async def get_workspace(request: Request, who: Caller, workspace_id: str) -> dic
     return _service(request).workspace(workspace_id).model_dump(mode="json")
 
 
-@router.put("/api/v1/workspaces/{workspace_id}/settings", tags=["workspaces"])
+@router.put(
+    "/api/v1/workspaces/{workspace_id}/settings",
+    tags=["workspaces"],
+    responses=WRITE,
+    openapi_extra={"x-sme-body": "WorkspaceSettingsUpdate"},
+)
 async def put_workspace(
     request: Request, who: Caller, workspace_id: str, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     """Workspace-wide guardrails, default time zone; every sequence must satisfy them too."""
     _scope(who, workspace_id)
+    _refuse_server_fields(body, ("workspace_id", "version", "updated_at"))
+    if "kill_switch" not in body:
+        _strictly_typed(WorkspaceSettings, {**body, "workspace_id": workspace_id})
     settings = await _service(request).put_workspace(workspace_id, body, who.key_id)
     return settings.model_dump(mode="json")
 
 
-@router.put("/api/v1/workspaces/{workspace_id}/kill-switch", tags=["workspaces"])
+@router.put("/api/v1/workspaces/{workspace_id}/kill-switch", tags=["workspaces"], responses=WRITE)
 async def kill_switch(
     request: Request, who: Caller, workspace_id: str, body: KillSwitchBody
 ) -> dict[str, Any]:
