@@ -203,6 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keys file (default: SME_API_KEYS_FILE, else <data dir>/api-keys.json)",
     )
+    create.add_argument(
+        "--key-stdin",
+        action="store_true",
+        help="add the key read from standard input instead of a random one (it must be at "
+        "least 24 characters and about 128 bits; never pass a key as an argument)",
+    )
     schemas = sub.add_parser(
         "schemas",
         help="write the JSON Schemas of the message contracts",
@@ -239,7 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             path = args.file or settings.api_keys_file or settings.data_dir / "api-keys.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            print(add_key(path, args.key_id, args.workspace))
+            supplied = sys.stdin.readline().strip() if args.key_stdin else None
+            key = add_key(path, args.key_id, args.workspace, supplied)
+            if supplied is None:
+                print(key)
             print(f"stored the hash in {path}; set SME_API_KEYS_FILE={path}", file=sys.stderr)
             return 0
         if args.command == "configs":

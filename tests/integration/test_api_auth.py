@@ -20,7 +20,7 @@ from tests.support.gateway import running_gateway
 
 pytestmark = pytest.mark.integration
 API = "/api/v1/035-sequential-messaging-engine"
-ADMIN = "admin-secret-for-tests"
+ADMIN = "admin-secret-for-tests-0123456789"
 
 
 def sequence(workspace: str) -> dict[str, Any]:

@@ -1,14 +1,22 @@
 """API keys. Bearer keys are bound to one workspace and stored hashed (SHA-256 of a
 high-entropy random key) in `SME_API_KEYS_FILE`; `SME_ADMIN_API_KEY` sees every workspace.
 With no keys configured auth is off, and the gateway refuses to listen beyond loopback.
-A key never sees another workspace: such requests get the same 404 as a missing resource."""
+A key never sees another workspace: such requests get the same 404 as a missing resource.
+
+Every key must be hard to guess (`key_problem`): at least 24 printable ASCII characters
+and at least 128 bits, estimated as length x log2(alphabet), where the alphabet is the sum
+of the character classes the key uses (a-z 26, A-Z 26, 0-9 10, other symbols 32), and no
+character may make up more than a quarter of the key. The gateway refuses to start with a
+weaker admin key; a workspace key is checked where it is created or added."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import ipaddress
+import math
 import secrets
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +27,14 @@ from sme.errors import ConfigurationError
 from sme.settings import Settings
 
 KEY_PREFIX = "sme_"
+MIN_KEY_LENGTH = 24
+MIN_KEY_BITS = 128
+_CLASSES = (
+    (frozenset(string.ascii_lowercase), 26),
+    (frozenset(string.ascii_uppercase), 26),
+    (frozenset(string.digits), 10),
+    (frozenset(string.punctuation), 32),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +55,35 @@ def hash_key(key: str) -> str:
 
 def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def key_bits(key: str) -> float:
+    """Estimated entropy: length x log2 of the alphabet the key's character classes span."""
+    alphabet = sum(size for chars, size in _CLASSES if any(c in chars for c in key))
+    return len(key) * math.log2(alphabet) if alphabet > 1 else 0.0
+
+
+def key_problem(key: str) -> str | None:
+    """Why `key` is too weak to be an API key, or None. Never includes the key."""
+    if any(c not in string.ascii_letters + string.digits + string.punctuation for c in key):
+        return "only printable ASCII without spaces is allowed"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"it has {len(key)} characters; at least {MIN_KEY_LENGTH} are needed"
+    bits = key_bits(key)
+    if bits < MIN_KEY_BITS:
+        return f"about {bits:.0f} bits of entropy; at least {MIN_KEY_BITS} are needed"
+    if max(key.count(c) for c in set(key)) * 4 > len(key):
+        return "one character makes up more than a quarter of it"
+    return None
+
+
+def check_key(key: str, what: str) -> None:
+    problem = key_problem(key)
+    if problem is not None:
+        raise ConfigurationError(
+            f"{what} is too weak: {problem} (use `sme keys create`, or e.g. "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +107,17 @@ def load_keys(path: Path | None) -> list[KeyRecord]:
         ) from exc
 
 
-def add_key(path: Path, key_id: str, workspace_id: str) -> str:
-    """Create a key for a workspace; store only its hash; return the key (shown once)."""
+def add_key(path: Path, key_id: str, workspace_id: str, key: str | None = None) -> str:
+    """Add a key for a workspace (a new random one, or `key` if it is strong enough); store
+    only its hash; return the key (shown once)."""
+    if key is not None:
+        check_key(key, "the supplied API key")
     records = load_keys(path) if path.exists() else []
     if any(r.id == key_id for r in records):
         raise ConfigurationError(f"a key with id {key_id!r} exists already")
-    key = new_key()
+    key = new_key() if key is None else key
+    if any(r.sha256 == hash_key(key) for r in records):
+        raise ConfigurationError("that key is in use already")
     rows = [{"id": r.id, "workspace_id": r.workspace_id, "sha256": r.sha256} for r in records]
     rows.append({"id": key_id, "workspace_id": workspace_id, "sha256": hash_key(key)})
     path.write_bytes(orjson.dumps(rows, option=orjson.OPT_INDENT_2))
@@ -79,6 +129,8 @@ class Authenticator:
     def __init__(self, settings: Settings) -> None:
         self._by_hash = {r.sha256: r for r in load_keys(settings.api_keys_file)}
         admin = settings.admin_api_key.get_secret_value() if settings.admin_api_key else ""
+        if admin:
+            check_key(admin, "SME_ADMIN_API_KEY")
         self._admin_hash = hash_key(admin) if admin else None
         self.enabled = bool(self._by_hash) or self._admin_hash is not None
         if not self.enabled and not _is_loopback(settings.http_host):

@@ -13,9 +13,11 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable
 
+from fastapi.routing import iter_route_contexts
+from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Match, Route
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY = 1024 * 1024
@@ -115,12 +117,12 @@ class ResponseGuards:
         await self.app(scope, receive, guarded)
 
     def allowed(self, scope: Scope) -> list[str]:
+        path = get_route_path(scope)
         methods: set[str] = set()
-        for route in self.routes():
-            if isinstance(route, Route) and route.methods:
-                match, _ = route.matches({**scope, "method": next(iter(route.methods))})
-                if match is Match.FULL:
-                    methods |= route.methods
+        for route in iter_route_contexts(list(self.routes())):  # included routers flattened
+            regex, route_methods = getattr(route, "path_regex", None), route.methods
+            if regex is not None and route_methods and regex.match(path):
+                methods |= route_methods
         return sorted(methods)
 
 
