@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     automation_interval_seconds: float = Field(
         10.0, gt=0, le=3600, description="How often automation rules are evaluated."
     )
+    sql_max_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Longest run of one analyst query (POST /api/v1/sql)."
+    )
 
     # --- topics ---------------------------------------------------------------------------
     topic_events: str = Field("sme.events", description="Engagement events in, key = user id.")

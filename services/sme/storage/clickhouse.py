@@ -24,6 +24,7 @@ from clickhouse_connect.driver.query import QueryResult
 from sme.errors import StorageUnavailableError, StoreInUseError
 from sme.storage.migrations import migrate
 from sme.storage.sql import checked_identifier
+from sme.storage.sql_sandbox import ENGINE_LIMITS, HIDDEN_TABLES, sandboxed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -232,19 +233,34 @@ class ClickHouseStore:
         return await asyncio.get_running_loop().run_in_executor(self._read_thread, run)
 
     async def analyst_query(self, sql: str, max_rows: int, max_seconds: float) -> QueryResult:
-        """An ad-hoc analyst query on a handle of its own that is read-only for good
-        (readonly=2 sticks to a chdb session, so it must never serve the service's reads)."""
+        """An ad-hoc analyst query, fenced twice. First `sandboxed` lets through one SELECT over
+        this database's own tables (listed from system.tables now, less `HIDDEN_TABLES`)
+        with allowed functions only, and returns the text to run regenerated from the checked
+        tree (raises `SqlRefused` otherwise). Then the engine runs that one statement with
+        `ENGINE_LIMITS` in its own SETTINGS clause: readonly=1 (no writes, no table
+        functions reaching files or hosts, and no setting the query could lift), time, row,
+        read and memory limits. Each query gets a client of its own, closed afterwards: a chdb
+        handle keeps state from a failed or timed-out query (the next query on it got the
+        previous one's rows, or failed), and no session setting ever reaches the service's
+        own handles."""
 
         def run() -> QueryResult:
-            if self._analyst is None:
-                self._analyst = clickhouse_connect.get_client(dsn=self.dsn, database=self.database)
-            settings = {
-                "readonly": 2,
-                "max_result_rows": max_rows,
-                "result_overflow_mode": "break",
-                "max_execution_time": max_seconds,
-            }
-            return self._analyst.query(sql, settings=settings)
+            client = clickhouse_connect.get_client(dsn=self.dsn, database=self.database)
+            self._analyst = client  # closed by close() if the store shuts down meanwhile
+            try:
+                listed = client.query(
+                    "SELECT name FROM system.tables WHERE database = {db:String}",
+                    parameters={"db": self.database},
+                )
+                tables = frozenset(row[0] for row in listed.result_rows) - HIDDEN_TABLES
+                statement = sandboxed(sql, self.database, tables)
+                settings = dict(ENGINE_LIMITS)
+                settings["max_execution_time"] = max_seconds
+                settings["max_result_rows"] = max_rows + 1  # one more tells `truncated`
+                return client.query(statement, settings=settings)
+            finally:
+                self._analyst = None
+                client.close()
 
         return await asyncio.get_running_loop().run_in_executor(self._analyst_thread, run)
 
