@@ -57,8 +57,12 @@ def _stop(process: subprocess.Popen[bytes]) -> int:
 
 
 @pytest.fixture
-def deployment(kafka: str, tmp_path: Path, use_docker: bool) -> Iterator[Deployment]:
+def deployment(
+    kafka: str, tmp_path: Path, use_docker: bool, request: pytest.FixtureRequest
+) -> Iterator[Deployment]:
+    """Settings of a test's own go in `@pytest.mark.deployment_env({"SME_…": "…"})`."""
     http_port, engine_port = free_port(), free_port()
+    marker = request.node.get_closest_marker("deployment_env")
     env = {
         **os.environ,
         **unique_topic_env("e2e"),
@@ -67,6 +71,7 @@ def deployment(kafka: str, tmp_path: Path, use_docker: bool) -> Iterator[Deploym
         "SME_HTTP_PORT": str(http_port),
         "SME_ENGINE_WEB_PORT": str(engine_port),
         "SME_SINK_FLUSH_SECONDS": "0.2",
+        **(marker.args[0] if marker else {}),
     }
     env.pop("SME_CLICKHOUSE_DSN", None)  # the gateway owns its own embedded store
     config_file = tmp_path / "welcome.json"

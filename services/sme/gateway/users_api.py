@@ -1,9 +1,11 @@
 """Users' rights: erasure of one user's data, and its progress.
 
-A user id may hold any character (events accept any non-blank id up to 256 characters): the
-route takes the rest of the path, so percent-encode the id as a path segment (RFC 3986; `/`
-may be sent as `%2F` or as is). Erasure requests are rate-limited per workspace (429 with
-`Retry-After`), so one workspace's burst cannot queue work that delays everyone's reports.
+A user id may hold any character (events accept any non-blank id up to 256 characters). In
+`DELETE …/users/{user_id}` the route takes the rest of the path: percent-encode the id as a
+path segment (RFC 3986), dots included (`%2E`: clients drop `.` and `..` segments); `/` may be
+sent as `%2F` or as is. `POST …/erasures {"user_id": …}` takes the id in a JSON body instead.
+Erasure requests are rate-limited per workspace (429 with `Retry-After`), so one workspace's
+burst cannot queue work that delays everyone's reports.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from sme.gateway.auth import Principal
 from sme.gateway.configs_api import Caller, _scope, _service, principal
 from sme.gateway.rate_limit import RateLimiter, retry_after
 from sme.storage.clickhouse import ClickHouseStore
@@ -37,6 +40,11 @@ UserId = Annotated[
 ErasureId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f-]+$")]
 
 
+class ErasureRequestBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user_id: str = Field(min_length=1, max_length=256, pattern=r"\S")
+
+
 class ErasureAccepted(BaseModel):
     erasure_id: str
     status_url: str
@@ -53,31 +61,54 @@ class ErasureProgress(BaseModel):
 
 
 class ErasureRecorder:
-    """Records accepted erasures in ClickHouse in groups: requests arriving while one insert
-    is under way wait for the next, so a burst of requests costs a few inserts, not one each.
-    Best effort: if ClickHouse is down the erasure still proceeds (it is on the broker), and
-    its progress shows once the sink completes it."""
+    """Records accepted erasures in ClickHouse in the background, in groups (one insert per
+    flush, however many requests arrived), so a request never waits for the ClickHouse writer
+    and a burst costs a few inserts. Until flushed, an erasure's progress is answered from
+    memory. Best effort: if ClickHouse is down the erasure still proceeds (it is on the
+    broker), and its progress shows once the sink completes it."""
+
+    FLUSH_SECONDS = 0.5
 
     def __init__(self, store: ClickHouseStore) -> None:
         self.store = store
-        self._pending: list[list[Any]] = []
-        self._flushed: asyncio.Future[None] | None = None
-        self._lock = asyncio.Lock()
+        self.pending: dict[tuple[str, str], list[Any]] = {}  # (workspace, erasure id) -> row
+        self._task: asyncio.Task[None] | None = None
 
-    async def record(self, row: list[Any]) -> None:
-        self._pending.append(row)
-        if self._flushed is None:
-            self._flushed = asyncio.get_running_loop().create_future()
-        flushed = self._flushed
-        async with self._lock:
-            if not flushed.done():
-                rows, self._pending, self._flushed = self._pending, [], None
-                try:
-                    await record_erasures(self.store, rows)
-                except Exception as exc:  # progress only; the erasure itself is queued
-                    log.warning("could not record %d erasure requests: %s", len(rows), exc)
-                flushed.set_result(None)
-        await flushed
+    def record(self, workspace_id: str, erasure_id: str, requested_at: datetime) -> None:
+        self.pending[(workspace_id, erasure_id)] = erasure_row(
+            workspace_id, erasure_id, ErasureState.REQUESTED, requested_at
+        )
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush(), name="erasure-recorder")
+
+    def requested(self, workspace_id: str, erasure_id: str) -> dict[str, Any] | None:
+        row = self.pending.get((workspace_id, erasure_id))
+        if row is None:
+            return None
+        return {
+            "erasure_id": erasure_id,
+            "workspace_id": workspace_id,
+            "state": "requested",
+            "requested_at": row[3].isoformat(),
+            "completed_at": None,
+            "seconds": None,
+            "rows_deleted": None,
+        }
+
+    async def _flush(self) -> None:
+        failures = 0
+        while self.pending:
+            await asyncio.sleep(self.FLUSH_SECONDS)
+            keys = list(self.pending)
+            try:
+                await record_erasures(self.store, [self.pending[k] for k in keys])
+            except Exception as exc:  # progress only; the erasure itself is queued
+                failures += 1
+                log.warning("could not record %d erasure requests: %s", len(keys), exc)
+                if failures < 5:
+                    continue
+            for key in keys:
+                self.pending.pop(key, None)
 
 
 def _limiter(request: Request) -> RateLimiter:
@@ -111,6 +142,26 @@ async def erase_user(
     ClickHouse table and recomputes the rollup days they were counted in; recorded as a
     `user_erased` activity without the user's id. 202: the request is durably queued
     (acknowledged by the broker); follow `status_url` for its progress."""
+    return await _erase(request, who, workspace_id, user_id)
+
+
+@router.post(
+    "/api/v1/workspaces/{workspace_id}/erasures",
+    status_code=202,
+    tags=["users"],
+    responses={429: {"description": "Too many erasure requests for this workspace."}},
+)
+async def request_erasure(
+    request: Request, who: Caller, workspace_id: WorkspaceId, body: ErasureRequestBody
+) -> ErasureAccepted:
+    """The same erasure as `DELETE …/users/{user_id}`, with the user id in the body (any
+    characters, no URL encoding)."""
+    return await _erase(request, who, workspace_id, body.user_id)
+
+
+async def _erase(
+    request: Request, who: Principal, workspace_id: str, user_id: str
+) -> ErasureAccepted:
     _scope(who, workspace_id)
     wait = _limiter(request).take(workspace_id, time.monotonic())
     if wait:
@@ -123,9 +174,7 @@ async def erase_user(
     requested_at = datetime.now(UTC)
     erasure_id = await _service(request).erase_user(workspace_id, user_id, requested_at)
     request.app.state.gw.metrics.erasures_requested.inc()
-    await _recorder(request).record(
-        erasure_row(workspace_id, erasure_id, ErasureState.REQUESTED, requested_at)
-    )
+    _recorder(request).record(workspace_id, erasure_id, requested_at)
     return ErasureAccepted(
         erasure_id=erasure_id,
         status_url=f"/api/v1/workspaces/{workspace_id}/erasures/{erasure_id}",
@@ -140,6 +189,7 @@ async def erasure_progress(
     `completed` (every row deleted and the rollups recomputed), with its timing."""
     _scope(who, workspace_id)
     status = await erasure_status(request.app.state.gw.store, workspace_id, erasure_id)
+    status = status or _recorder(request).requested(workspace_id, erasure_id)
     if status is None:
         raise HTTPException(404, "no such erasure")
     return ErasureProgress(**status)
