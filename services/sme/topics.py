@@ -28,6 +28,17 @@ ENGINE_TABLES = ("users", "ledger", "positions")
 """The engine's Faust tables; each has a compacted changelog co-partitioned with the inputs."""
 
 
+DAY_MS = str(24 * 3600 * 1000)
+ERASABLE_CHANGELOG = {
+    "cleanup.policy": "compact",
+    # An erased user's old state values are compacted away within a day (the segment is
+    # rolled and cleaned even when little of the log is dirty), and the tombstone, whose key
+    # names the user, is dropped a day after that.
+    "max.compaction.lag.ms": DAY_MS,
+    "delete.retention.ms": DAY_MS,
+}
+
+
 def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.engine_app_id}-{table}-changelog"
 
@@ -38,7 +49,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.topic_events, parts),
         TopicSpec(settings.topic_inputs, parts, {"retention.ms": str(7 * 24 * 3600 * 1000)}),
         *(
-            TopicSpec(changelog_topic(settings, table), parts, {"cleanup.policy": "compact"})
+            TopicSpec(changelog_topic(settings, table), parts, ERASABLE_CHANGELOG)
             for table in ENGINE_TABLES
         ),
         *(TopicSpec(topic, parts) for topic in settings.command_topics.values()),

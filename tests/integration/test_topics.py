@@ -7,7 +7,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from sme.settings import Settings
-from sme.topics import ensure_topics, topic_specs
+from sme.topics import changelog_topic, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -36,5 +36,14 @@ async def test_every_topic_is_created_once_with_its_partitions_and_the_config_to
         )
         entries = {entry[0]: entry[1] for entry in configs[0].resources[0][4]}
         assert entries["cleanup.policy"] == "compact"
+        changelog = changelog_topic(test_settings, "users")
+        configs = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, changelog)]
+        )
+        entries = {entry[0]: entry[1] for entry in configs[0].resources[0][4]}
+        # An erased user's state leaves the changelog within bounded time.
+        assert entries["cleanup.policy"] == "compact"
+        assert int(entries["max.compaction.lag.ms"]) == 24 * 3600 * 1000
+        assert int(entries["delete.retention.ms"]) == 24 * 3600 * 1000
     finally:
         await admin.close()
