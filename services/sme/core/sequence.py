@@ -37,7 +37,6 @@ from sme.core.stats import StatDelta, StatsView, context_group, deltas
 from sme.core.timeutil import MS, local_hour, to_ms
 from sme.core.user_state import (
     MAX_ENROLLMENTS,
-    MAX_PAST,
     MAX_SEEN,
     MAX_TOUCHES,
     Enrollment,
@@ -326,10 +325,8 @@ class _Run:
             step_ms=self.now_ms,
             due_ms=_due_ms(first, self.now_ms, self.now_ms),
         )
+        # Never evicted: `seq` is part of every id of the enrollment, and `never` must hold.
         pasts = {**self.state.past, config.id: Past(self.now_ms, seq)}
-        if len(pasts) > MAX_PAST:
-            oldest = min(pasts, key=lambda k: pasts[k].enrolled_ms)
-            del pasts[oldest]
         self.state = evolve(self.state, past=pasts).with_enrollment(enrollment)
         info = {"arm": arm, "step_id": first.id}
         self.add(

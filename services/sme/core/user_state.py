@@ -21,7 +21,6 @@ MAX_TOUCHES = MAX_CAP
 """Latest touches remembered per user; older sends are kept only while a frequency cap or a
 minimum gap of the workspace still counts them (bounded by the caps' `max`)."""
 MAX_ENROLLMENTS = 16
-MAX_PAST = 32
 MAX_SEEN = 8
 CHANNEL_CODES = {ch: i for i, ch in enumerate(Channel)}
 CODE_CHANNELS = dict(enumerate(Channel))
@@ -62,7 +61,12 @@ class Touch:
 
 @dataclass(frozen=True, slots=True)
 class Past:
-    """What outlives an enrollment: for re-entry, ids, and one conversion per enrollment."""
+    """What outlives an enrollment: for re-entry, ids, and one conversion per enrollment.
+
+    One per sequence the user ever entered, never evicted: `seq` counts the user's enrollments
+    in that sequence and is part of every command and activity id of an enrollment, so ids are
+    unique for the life of the user and `reentry: never` means never. Bounded by the
+    workspace's sequences (about 40 bytes each), not by traffic."""
 
     enrolled_ms: int
     seq: int
