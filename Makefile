@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install browser run stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean faults soak
+.PHONY: install browser run stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean faults soak fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -78,6 +78,9 @@ faults: install ## fault suite (issue 9) on its own broker: kill -9, failover, b
 
 soak: install ## soak, not in CI: 30 min by default (make soak SOAK_ARGS="--minutes 5"); RSS, lag, timer lateness every 30 s
 	$(BIN)/python -m tests.faults soak $(SOAK_ARGS)
+
+fuzz: install kafka-start ## schemathesis, every check, against the real gateway (auth off, admin and workspace keys); FUZZ_EXAMPLES per operation
+	SME_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/pytest tests/integration/test_api_fuzz.py -s --timeout 3600 $(PYTEST_ARGS)
 
 schemas: install ## regenerate schemas/*.schema.json from the pydantic models
 	$(BIN)/sme schemas
