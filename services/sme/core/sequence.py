@@ -29,7 +29,7 @@ from sme.contracts.sequences import (
 )
 from sme.contracts.trusted import trusted
 from sme.core import guardrails, policy
-from sme.core.arms import assign_arm
+from sme.core.arms import arm_of_record
 from sme.core.evolve import evolve
 from sme.core.guardrails import Ledger, Level
 from sme.core.ids import stable_id
@@ -37,7 +37,6 @@ from sme.core.stats import StatDelta, StatsView, context_group, deltas
 from sme.core.timeutil import MS, local_hour, to_ms
 from sme.core.user_state import (
     MAX_ENROLLMENTS,
-    MAX_SEEN,
     MAX_TOUCHES,
     Enrollment,
     Past,
@@ -224,11 +223,7 @@ class _Run:
                 touch = None
             if enrollment is None and touch is None and past.enrolled_ms < window_start:
                 continue
-            arm = (
-                enrollment.arm
-                if enrollment
-                else assign_arm(config.id, self.state.user_id, config.experiment)
-            )
+            arm = enrollment.arm if enrollment else self._exposed_arm(config, past)
             value = (
                 _numeric(event.properties.get(goal.value_property)) if goal.value_property else 0.0
             )
@@ -253,6 +248,15 @@ class _Run:
                 self._reward(credited)
             if enrollment is not None:
                 self._exit(enrollment, config, Reason.GOAL_REACHED)
+
+    def _exposed_arm(self, config: SequenceConfig, past: Past) -> Arm:
+        """The arm of record of a past enrollment (never today's split, which a PATCH may have
+        changed since); a state stored before `past` kept it falls back to its touches."""
+        if past.arm is not None:
+            return past.arm
+        touch = self._last_touch(config.id)
+        exposed = touch.arm if touch is not None else None
+        return arm_of_record(config.id, self.state.user_id, config.experiment, exposed)
 
     def exits_and_waits(self, event: Event) -> None:
         for enrollment in list(self.state.enrollments):
@@ -312,7 +316,8 @@ class _Run:
 
     def _enroll(self, config: SequenceConfig, past: Past | None, event: Event) -> None:
         seq = past.seq + 1 if past else 1
-        arm = assign_arm(config.id, self.state.user_id, config.experiment)
+        exposed = self._exposed_arm(config, past) if past else None
+        arm = arm_of_record(config.id, self.state.user_id, config.experiment, exposed)
         first = config.steps[0]
         enrollment = Enrollment(
             config_id=config.id,
@@ -326,7 +331,7 @@ class _Run:
             due_ms=_due_ms(first, self.now_ms, self.now_ms),
         )
         # Never evicted: `seq` is part of every id of the enrollment, and `never` must hold.
-        pasts = {**self.state.past, config.id: Past(self.now_ms, seq)}
+        pasts = {**self.state.past, config.id: Past(self.now_ms, seq, arm=arm)}
         self.state = evolve(self.state, past=pasts).with_enrollment(enrollment)
         info = {"arm": arm, "step_id": first.id}
         self.add(
@@ -413,7 +418,11 @@ class _Run:
                 )
             )
             return self._jump(enrollment, config, "next", None)
+        deadline = _deferral_deadline(enrollment, config, step, levels)
         if verdict.defer_until is not None:
+            if to_ms(verdict.defer_until) > deadline:
+                self._exit(enrollment, config, Reason.DEFERRAL_EXPIRED)
+                return False
             self._defer(enrollment, verdict.defer_until, verdict.reason)
             return False
         group = context_group(self.state.profile, config.adaptive.context_attributes)
@@ -439,7 +448,7 @@ class _Run:
             best = policy.best_send_time(
                 self.now, self.tz, self.state.hours, config.adaptive.send_time, quiet
             )
-            if best is not None:
+            if best is not None and to_ms(best) <= deadline:
                 self._defer(enrollment, best, Reason.SEND_TIME_OPTIMISED)
                 return False
         channel_choice = policy.choose_channel(
@@ -780,6 +789,18 @@ def _due_ms(step: Step, enrolled_ms: int, now_ms: int) -> int:
     return max(due, now_ms)
 
 
+def _deferral_deadline(
+    enrollment: Enrollment, config: SequenceConfig, step: Step, levels: list[Level]
+) -> int:
+    """The last instant (epoch ms) a due step may still go out: `max_deferral` (the shorter of
+    both levels) after it came due, or after the sequence's last change (a resume, a raised
+    budget) if that is later. A deferral past it ends the enrollment instead."""
+    came_due = _due_ms(step, enrollment.enrolled_ms, enrollment.step_ms)
+    changed = to_ms(config.updated_at) if config.updated_at is not None else came_due
+    allowed = min(level.rules.max_deferral for level in levels)
+    return max(came_due, changed) + allowed // MS
+
+
 def _current_step(config: SequenceConfig, enrollment: Enrollment) -> Step | None:
     index = config.step_index(enrollment.step_id)
     return None if index is None else config.steps[index]
@@ -808,9 +829,11 @@ def _watched_types(config: SequenceConfig) -> set[str]:
 
 
 def _see(enrollment: Enrollment, event_type: str) -> Enrollment:
+    """Remember a watched type (the caller passes only `_watched_types` of the sequence):
+    bounded by the configuration, so nothing a condition can ask about is ever forgotten."""
     if event_type in enrollment.seen:
         return enrollment
-    return evolve(enrollment, seen=(*enrollment.seen, event_type)[-MAX_SEEN:])
+    return evolve(enrollment, seen=(*enrollment.seen, event_type))
 
 
 def _condition_holds(step: Step, enrollment: Enrollment, state: UserState) -> bool:

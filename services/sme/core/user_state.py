@@ -21,7 +21,6 @@ MAX_TOUCHES = MAX_CAP
 """Latest touches remembered per user; older sends are kept only while a frequency cap or a
 minimum gap of the workspace still counts them (bounded by the caps' `max`)."""
 MAX_ENROLLMENTS = 16
-MAX_SEEN = 8
 CHANNEL_CODES = {ch: i for i, ch in enumerate(Channel)}
 CODE_CHANNELS = dict(enumerate(Channel))
 ARM_CODES = {arm: i for i, arm in enumerate(Arm)}
@@ -71,6 +70,9 @@ class Past:
     enrolled_ms: int
     seq: int
     converted: bool = False
+    arm: Arm | None = None
+    """The arm the user was exposed to (the arm of record for a conversion after the enrollment
+    ended, and for re-entry); None only in states stored before it was kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ class Enrollment:
     step_ms: int  # when the current step started (the "previous step" for conditions)
     due_ms: int
     sent: int = 0
-    seen: tuple[str, ...] = ()  # event types seen since the step started
+    seen: tuple[str, ...] = ()  # watched event types seen since the step started
     deferrals: int = 0  # deferrals at this step (part of the deferral activity ids)
     timed: bool = False  # send-time optimisation already applied at this step
 
@@ -156,7 +158,7 @@ class UserState:
         if self.enrollments:
             out["en"] = [_enrollment_row(e) for e in self.enrollments]
         if self.past:
-            out["pa"] = {k: [p.enrolled_ms, p.seq, int(p.converted)] for k, p in self.past.items()}
+            out["pa"] = {k: _past_row(p) for k, p in self.past.items()}
         if self.touches:
             out["to"] = [_touch_row(t) for t in self.touches]
         if self.affinity:
@@ -179,9 +181,7 @@ class UserState:
             events_seen=int(data.get("n", 0)),
             last_event_at=opt_from_ms(data.get("le")),
             enrollments=tuple(_enrollment_from(r) for r in data.get("en") or ()),
-            past={
-                k: Past(int(v[0]), int(v[1]), bool(v[2])) for k, v in (data.get("pa") or {}).items()
-            },
+            past={k: _past_from(v) for k, v in (data.get("pa") or {}).items()},
             touches=tuple(_touch_from(r) for r in data.get("to") or ()),
             affinity={
                 Channel(ch): (int(v[0]), int(v[1])) for ch, v in (data.get("af") or {}).items()
@@ -206,6 +206,18 @@ def state_key(workspace_id: str, user_id: str) -> str:
     """Table key: users are scoped by workspace (the topic key is the user id alone). The
     workspace is length-prefixed so no pair of ids can produce another pair's key."""
     return f"{len(workspace_id)}:{workspace_id}/{user_id}"
+
+
+def _past_row(p: Past) -> list[Any]:
+    row: list[Any] = [p.enrolled_ms, p.seq, int(p.converted)]
+    if p.arm is not None:
+        row.append(ARM_CODES[p.arm])
+    return row
+
+
+def _past_from(r: list[Any]) -> Past:
+    arm = CODE_ARMS[r[3]] if len(r) > 3 else None
+    return Past(int(r[0]), int(r[1]), bool(r[2]), arm)
 
 
 def _enrollment_row(e: Enrollment) -> list[Any]:
