@@ -25,3 +25,11 @@ def assign_arm(config_id: str, user_id: str, experiment: Experiment) -> Arm:
     if b < holdout + baseline:
         return Arm.BASELINE
     return Arm.ADAPTIVE
+
+
+def arm_of_record(config_id: str, user_id: str, experiment: Experiment, exposed: Arm | None) -> Arm:
+    """The arm a user is in for a sequence: the one of their first exposure, always (a later
+    change of the split moves nobody who was already exposed, so a conversion, a re-entry
+    and the exposure agree). The split decides only for a user never exposed (or a state
+    stored before the arm was kept)."""
+    return exposed if exposed is not None else assign_arm(config_id, user_id, experiment)
