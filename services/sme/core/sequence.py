@@ -27,7 +27,6 @@ from sme.contracts.sequences import (
     Step,
     WorkspaceSettings,
 )
-from sme.contracts.trusted import trusted
 from sme.core import guardrails, policy
 from sme.core.arms import arm_of_record
 from sme.core.evolve import evolve
@@ -88,6 +87,7 @@ def on_event(
     if event.type in FEEDBACK_TYPES:
         run.feedback(event)
     run.goals(event)
+    run.credit()
     run.exits_and_waits(event)
     run.entries(event)
     run.advance_due()
@@ -115,6 +115,7 @@ class _Run:
         self.stat_deltas: list[StatDelta] = []
         self.ledger_deltas: list[tuple[str, float]] = []
         self._ledger_pending: dict[str, float] = {}
+        self._offers: list[Touch] = []  # touches this event may credit; `credit` picks one
         ws = ctx.workspace
         self.tz = state.profile.timezone or (ws.default_timezone if ws else "UTC")
 
@@ -132,7 +133,7 @@ class _Run:
 
     # --- feedback ---------------------------------------------------------------------------
     def feedback(self, event: Event) -> None:
-        touch = self._touch_for(event)
+        touch = self._feedback_touch(event)
         channel = event.channel or (touch.channel if touch else None)
         self.add(
             self._activity(
@@ -140,6 +141,7 @@ class _Run:
                 touch.config_id if touch else "",
                 _attribution(touch),
                 discriminator=event.event_id,
+                reason=self._unknown_command(event, touch),
                 event=event,
                 channel=channel,
             )
@@ -154,7 +156,7 @@ class _Run:
             state = evolve(state, hours=hours)
         self.state = state
         if touch is not None and event.type in REWARD_TYPES:
-            self._reward(touch)
+            self._offers.append(touch)
         if event.type == "unsubscribed" and channel is not None:
             consent = {**self.state.profile.consent, channel: False}
             self.state = evolve(self.state, profile=evolve(self.state.profile, consent=consent))
@@ -169,22 +171,35 @@ class _Run:
                 )
             )
 
-    def _touch_for(self, event: Event) -> Touch | None:
-        touches = self.state.touches
+    def _feedback_touch(self, event: Event) -> Touch | None:
+        """The message feedback answers: the command it names (an unknown one answers none),
+        else the latest message on its channel."""
         if event.command_id:
-            short = short_command_id(event.command_id)
-            found = next((t for t in reversed(touches) if t.command == short), None)
-            if found is not None:
-                return found
+            return self._named_touch(event)
         if event.channel is not None:
-            return next((t for t in reversed(touches) if t.channel == event.channel), None)
+            return next(
+                (t for t in reversed(self.state.touches) if t.channel == event.channel), None
+            )
         return None
 
     def _named_touch(self, event: Event) -> Touch | None:
-        if not event.command_id:
+        """The touch of the command the event names; None if it names none or an unknown one
+        (never sent to this user, or forgotten): such an event is never credited by guess."""
+        short = short_command_id(event.command_id) if event.command_id else ""
+        if not short:
             return None
-        short = short_command_id(event.command_id)
         return next((t for t in reversed(self.state.touches) if t.command == short), None)
+
+    @staticmethod
+    def _unknown_command(event: Event, touch: Touch | None) -> Reason | None:
+        return Reason.UNKNOWN_COMMAND if event.command_id and touch is None else None
+
+    def credit(self) -> None:
+        """One event, at most one credited message: the command the event names, else the
+        latest of the touches the feedback and the goals attributed it to (last touch)."""
+        if self._offers:
+            self._reward(max(self._offers, key=lambda t: t.at_ms))
+        self._offers = []
 
     def _reward(self, touch: Touch) -> None:
         """Credit a message's success once: user affinity and population statistics."""
@@ -209,6 +224,10 @@ class _Run:
 
     # --- goals, exits, waits ----------------------------------------------------------------
     def goals(self, event: Event) -> None:
+        """A goal event converts each sequence whose goal it is (once per enrollment), in the
+        arm of record. Attribution: the command the event names if it is this sequence's and in
+        the window (a command named but unknown, or another sequence's: no message), else this
+        sequence's last touch in the window. The credit is settled once, by `credit`."""
         for config in self.ctx.configs.values():
             goal = config.exit.goal
             if goal is None or goal.event_type != event.type:
@@ -218,7 +237,12 @@ class _Run:
             past = self.state.past.get(config.id)
             if past is None or past.converted:
                 continue
-            touch = self._last_touch(config.id)
+            if event.command_id:
+                touch = self._named_touch(event)
+                if touch is not None and touch.config_id != config.id:
+                    touch = None
+            else:
+                touch = self._last_touch(config.id)
             if touch is not None and touch.at_ms < window_start:
                 touch = None
             if enrollment is None and touch is None and past.enrolled_ms < window_start:
@@ -231,8 +255,13 @@ class _Run:
                 self._activity(
                     ActivityType.CONVERSION,
                     config.id,
-                    {**_attribution(touch), "arm": arm},
+                    {
+                        **_attribution(touch),
+                        "arm": arm,
+                        "command_id": (event.command_id or "") if touch is not None else "",
+                    },
                     discriminator=f"{past.seq}",
+                    reason=self._unknown_command(event, self._named_touch(event)),
                     event=event,
                     value=value,
                     seq=past.seq,
@@ -241,11 +270,8 @@ class _Run:
             self.state = evolve(
                 self.state, past={**self.state.past, config.id: evolve(past, converted=True)}
             )
-            # Reward the message the conversion names, else the last touch in the window.
-            named = self._named_touch(event)
-            credited = named if named is not None and named.config_id == config.id else touch
-            if credited is not None:
-                self._reward(credited)
+            if touch is not None:
+                self._offers.append(touch)
             if enrollment is not None:
                 self._exit(enrollment, config, Reason.GOAL_REACHED)
 
@@ -536,8 +562,7 @@ class _Run:
     def _command(
         self, e: Enrollment, config: SequenceConfig, step: Step, channel: Channel, variant: str
     ) -> Command:
-        return trusted(
-            Command,
+        return Command.model_validate(
             {
                 "command_id": stable_id(
                     "command", config.workspace_id, config.id, self.state.user_id, e.seq, step.id
@@ -723,9 +748,9 @@ class _Run:
         values.update(fields)
         if event is not None:
             values.update(event_id=event.event_id, event_type=event.type)
-            if event.command_id and not values["command_id"]:
+            if event.command_id and "command_id" not in fields:
                 values["command_id"] = event.command_id
-        return trusted(Activity, values)
+        return Activity.model_validate(values)
 
 
 class _LedgerView(Mapping[str, float]):
@@ -745,8 +770,7 @@ class _LedgerView(Mapping[str, float]):
 
 
 def _event_activity(event: Event, kind: ActivityType) -> Activity:
-    return trusted(
-        Activity,
+    return Activity.model_validate(
         {
             "activity_id": stable_id("activity", kind.value, event.workspace_id, event.event_id),
             "type": kind,
