@@ -13,6 +13,7 @@ class Reason(StrEnum):
     CHANNEL_BUDGET = "channel_budget"
     COST_BUDGET = "cost_budget"
     MAX_MESSAGES = "max_messages"
+    DEFERRAL_EXPIRED = "deferral_expired"
     NO_CONSENT = "no_consent"
     CHANNEL_NOT_ALLOWED = "channel_not_allowed"
     NO_ELIGIBLE_CHANNEL = "no_eligible_channel"
@@ -30,3 +31,6 @@ class Reason(StrEnum):
     REENTRY_BLOCKED = "reentry_blocked"
     TOO_MANY_ENROLLMENTS = "too_many_enrollments"
     FILTER_NOT_MATCHED = "filter_not_matched"
+    UNKNOWN_COMMAND = "unknown_command"
+    """On feedback or a conversion whose event names a command this user was never sent (or
+    that is forgotten): logged unattributed, no message credited."""

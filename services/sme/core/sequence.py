@@ -82,7 +82,7 @@ def on_event(
     """Apply one validated event: dedupe, profile, feedback, goals and exits, entries, due steps."""
     if state.has_seen(event.event_id):
         return Outcome(state, activities=(_event_activity(event, ActivityType.EVENT_DUPLICATE),))
-    run = _Run(state.observe(event), now, rng, ctx)
+    run = _Run(state.observe(event, _profile_keys(state, event, ctx)), now, rng, ctx)
     run.add(_event_activity(event, ActivityType.EVENT_RECEIVED))
     if event.type in FEEDBACK_TYPES:
         run.feedback(event)
@@ -839,6 +839,22 @@ def _remap(enrollment: Enrollment, config: SequenceConfig) -> Enrollment | None:
         if index >= len(config.steps):
             return None
     return evolve(enrollment, version=config.version, step=index, step_id=config.steps[index].id)
+
+
+def _profile_keys(state: UserState, event: Event, ctx: Context) -> frozenset[str] | None:
+    """The attribute keys the workspace's sequences can ask about (entry filters on the
+    profile, conditions, branch rules, context attributes): all the profile needs to keep."""
+    if not state.profile.attributes and (event.user is None or not event.user.attributes):
+        return None  # nothing to keep or drop
+    keys: set[str] = set()
+    for config in ctx.configs.values():
+        keys.update(f.key for f in config.entry.filters if f.source == "attribute")
+        keys.update(config.adaptive.context_attributes)
+        for step in config.steps:
+            if step.condition is not None:
+                keys.update(f.key for f in step.condition.attributes)
+            keys.update(r.attribute.key for r in step.branches if r.attribute is not None)
+    return frozenset(keys)
 
 
 def _watched_types(config: SequenceConfig) -> set[str]:
