@@ -292,13 +292,27 @@ class Guardrails(_Strict):
     max_messages_per_enrollment: int | None = Field(None, ge=1, le=1000)
     allowed_channels: list[Channel] | None = None
     on_limit: Literal["defer", "skip"] = Field(
-        "defer", description="At a frequency cap or budget: wait for room, or skip the step."
+        "defer",
+        description="At this level's frequency cap or budget: wait for room, or skip the step.",
+    )
+    max_deferral: timedelta = Field(
+        timedelta(days=7),
+        description=(
+            "How long a due step may wait for the guardrails (counted from when it came due, "
+            "or from the sequence's last change if later): a step that cannot go out within "
+            "it ends the enrollment with reason deferral_expired. The shorter level's applies."
+        ),
     )
 
     @field_validator("min_gap")
     @classmethod
     def _gap(cls, v: timedelta | None) -> timedelta | None:
         return None if v is None else _bounded(v, allow_zero=False)
+
+    @field_validator("max_deferral")
+    @classmethod
+    def _max_deferral(cls, v: timedelta) -> timedelta:
+        return _bounded(v, allow_zero=False)
 
 
 class Experiment(_Strict):

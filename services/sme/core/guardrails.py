@@ -1,30 +1,42 @@
 """Guardrails: may this user be sent a message now, on which channels, and if not, why and
 until when. Both levels apply: the sequence's own guardrails and the workspace's, which count
-every sequence's sends. Daily budgets are split across partitions into quotas whose sum is the
-budget, so the total is never exceeded (a quota may go unused: safety over utilisation).
+every sequence's sends. Each level's `on_limit` decides for its own caps and budgets.
+
+A deferral is to the earliest moment every rule of both levels allows on some channel: each
+rule (quiet hours, minimum gap, each frequency cap, each budget) answers "the first instant at
+or after t when I allow a send on this channel", and these are iterated to a fixed point per
+channel. A channel no moment allows (a budget of zero, quiet hours covering the whole day) is
+never waited for.
+
+Daily budgets are split across partitions into quotas whose sum is the budget, so the total is
+never exceeded. The remainder of an integral budget rotates with the UTC day, so over any
+`partitions` consecutive days every partition gets its turn (a budget of 5 over 6 partitions
+gives each partition one message on five days out of six).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from sme.contracts.channels import Channel
 from sme.contracts.reasons import Reason
-from sme.contracts.sequences import FrequencyCap, Guardrails, QuietHours
+from sme.contracts.sequences import FrequencyCap, Guardrails
 from sme.core.timeutil import (
     from_ms,
     local_date,
     next_local_midnight,
     next_time_outside,
-    next_utc_midnight,
     to_ms,
     utc_day,
 )
 from sme.core.user_state import Touch
 
 Ledger = Mapping[str, float]
+MAX_ROUNDS = 64
+"""Rounds of the fixed point; rules that never agree (quiet hours covering the day) give up."""
+BUDGET_EPSILON = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +61,32 @@ class Verdict:
         return bool(self.channels) and self.defer_until is None and not self.skip
 
 
-def quota(budget: float, partition: int, partitions: int, integral: bool) -> float:
-    """This partition's share of a daily budget; the shares sum to the budget exactly."""
+def quota(
+    budget: float, partition: int, partitions: int, integral: bool, day: date | None = None
+) -> float:
+    """This partition's share of a daily budget on `day`; the shares sum to the budget exactly.
+    An integral budget's remainder goes to `budget % partitions` partitions that rotate with
+    the day, so every partition has a non-zero quota on some day of any `partitions` days."""
     if not integral:
         return budget / partitions
     whole = int(budget)
-    return whole // partitions + (1 if partition < whole % partitions else 0)
+    turn = day.toordinal() if day is not None else 0
+    return whole // partitions + (1 if (partition - turn) % partitions < whole % partitions else 0)
 
 
 def budget_key(scope: str, day: str, item: str) -> str:
     return f"{scope}|{day}|{item}"
+
+
+NextOk = Callable[[datetime], datetime | None]
+"""The first instant at or after t that a rule allows (None: no instant ever)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    next_ok: NextOk
+    reason: Reason
+    skips: bool  # a cap or budget of a level with on_limit "skip": never waited for
 
 
 def evaluate(
@@ -89,57 +117,49 @@ def evaluate(
             dropped=dropped,
         )
 
-    moment, timing_reason = _earliest_timing_ok(now, tz, levels)
-    if moment > now:
-        return Verdict(tuple(channels), defer_until=moment, reason=timing_reason, dropped=dropped)
-
-    # Frequency caps: a channel-less cap blocks the message, a channel cap drops its channel.
-    for level in levels:
-        for cap in level.rules.frequency_caps:
-            free_at = _cap_free_at(cap, level.touches, now, tz)
-            if free_at is None:
-                continue
-            if cap.channel is None:
-                return _limited(level.rules, free_at, Reason.FREQUENCY_CAP, channels, dropped)
-            channels = _drop(
-                channels, lambda ch, c=cap.channel: ch == c, Reason.FREQUENCY_CAP, dropped
-            )
-    if not channels:
-        return _limited(
-            levels[0].rules, next_utc_midnight(now), Reason.FREQUENCY_CAP, channels, dropped
+    sendable: list[Channel] = []
+    waits: list[tuple[datetime, Channel, Reason | None]] = []
+    skipped: list[tuple[Channel, Reason]] = []
+    for channel in channels:
+        rules = _rules(channel, levels, tz, ledger, partition, partitions)
+        moment, reason = earliest(rules, now)
+        if moment == now:
+            sendable.append(channel)
+            continue
+        patient, _ = earliest([r for r in rules if not r.skips], now)
+        if moment is None or (patient is not None and moment > patient):
+            why = _skip_reason(rules, patient) if patient is not None else reason
+            skipped.append((channel, why or Reason.NO_ELIGIBLE_CHANNEL))
+        else:
+            waits.append((moment, channel, reason))
+        dropped.setdefault(channel.value, _blocker(rules, now).value)
+    if sendable:
+        return Verdict(tuple(sendable), dropped=dropped)
+    if waits:
+        until, _, reason = min(waits, key=lambda w: w[0])
+        return Verdict(
+            tuple(ch for _, ch, _ in waits), defer_until=until, reason=reason, dropped=dropped
         )
+    return Verdict(skip=True, reason=skipped[0][1], dropped=dropped)
 
-    # Daily budgets (UTC day), per partition quota.
-    day = utc_day(now)
-    budget_reason: Reason | None = None
-    for level in levels:
-        rules = level.rules
-        for channel in list(channels):
-            limit = rules.daily_send_budget.get(channel)
-            if limit is not None:
-                spent = ledger.get(budget_key(level.scope, day, channel.value), 0.0)
-                if spent + 1 > quota(limit, partition, partitions, integral=True):
-                    channels.remove(channel)
-                    dropped[channel.value] = budget_reason = Reason.CHANNEL_BUDGET
-                    continue
-            if rules.daily_cost_budget is not None:
-                cost = message_cost(levels, channel)
-                spent = ledger.get(budget_key(level.scope, day, "cost"), 0.0)
-                if (
-                    spent + cost
-                    > quota(rules.daily_cost_budget, partition, partitions, integral=False) + 1e-9
-                ):
-                    channels.remove(channel)
-                    dropped[channel.value] = budget_reason = Reason.COST_BUDGET
-    if not channels:
-        return _limited(
-            levels[0].rules,
-            next_utc_midnight(now),
-            budget_reason or Reason.CHANNEL_BUDGET,
-            channels,
-            dropped,
-        )
-    return Verdict(tuple(channels), dropped=dropped)
+
+def earliest(rules: Sequence[_Rule], now: datetime) -> tuple[datetime | None, Reason | None]:
+    """The first instant at or after `now` every rule allows, and the rule that set it last
+    (None if no instant does). Each rule only moves time forward, to its own next allowed
+    instant, so no instant every rule allows is ever passed over."""
+    moment = now
+    reason: Reason | None = None
+    for _ in range(MAX_ROUNDS):
+        moved = False
+        for rule in rules:
+            later = rule.next_ok(moment)
+            if later is None:
+                return None, rule.reason
+            if later > moment:
+                moment, reason, moved = later, rule.reason, True
+        if not moved:
+            return moment, reason
+    return None, reason
 
 
 def spend(
@@ -178,55 +198,109 @@ def _drop(
     return kept
 
 
-def _limited(
-    rules: Guardrails,
-    free_at: datetime,
-    reason: Reason,
-    channels: list[Channel],
-    dropped: dict[str, str],
-) -> Verdict:
-    if rules.on_limit == "skip":
-        return Verdict(skip=True, reason=reason, dropped=dropped)
-    return Verdict(tuple(channels), defer_until=free_at, reason=reason, dropped=dropped)
+def _rules(
+    channel: Channel,
+    levels: Sequence[Level],
+    tz: str,
+    ledger: Ledger,
+    partition: int,
+    partitions: int,
+) -> list[_Rule]:
+    """Every rule of every level that applies to a message on `channel`: timing first (quiet
+    hours, gaps), then caps, then budgets."""
+    timing: list[_Rule] = []
+    limits: list[_Rule] = []
+    for level in levels:
+        rules = level.rules
+        skips = rules.on_limit == "skip"
+        quiet = rules.quiet_hours
+        if quiet is not None:
+            timing.append(
+                _Rule(_outside(tz, quiet.start, quiet.end), Reason.QUIET_HOURS, skips=False)
+            )
+        if rules.min_gap is not None and level.touches:
+            free = from_ms(max(t.at_ms for t in level.touches)) + rules.min_gap
+            timing.append(_Rule(_not_before(free), Reason.MIN_GAP, skips=False))
+        for cap in rules.frequency_caps:
+            if cap.channel is None or cap.channel == channel:
+                limits.append(_Rule(_cap(cap, level.touches, tz), Reason.FREQUENCY_CAP, skips))
+        limit = rules.daily_send_budget.get(channel)
+        if limit is not None:
+            spent = _spent(ledger, level.scope, channel.value)
+            room = _budget(limit, True, 1.0, spent, partition, partitions)
+            limits.append(_Rule(room, Reason.CHANNEL_BUDGET, skips))
+        if rules.daily_cost_budget is not None:
+            spent = _spent(ledger, level.scope, "cost")
+            cost = message_cost(levels, channel)
+            room = _budget(rules.daily_cost_budget, False, cost, spent, partition, partitions)
+            limits.append(_Rule(room, Reason.COST_BUDGET, skips))
+    return timing + limits
 
 
-def _earliest_timing_ok(
-    now: datetime, tz: str, levels: Sequence[Level]
-) -> tuple[datetime, Reason | None]:
-    """The first instant at or after `now` outside every quiet window and past every minimum
-    gap. Iterates to a fixed point (a gap can end inside quiet hours and vice versa); each
-    rule only moves time forward, so a few rounds suffice."""
-    windows: list[QuietHours] = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours]
-    gaps_free = [
-        from_ms(max(t.at_ms for t in lv.touches)) + lv.rules.min_gap
-        for lv in levels
-        if lv.rules.min_gap is not None and lv.touches
-    ]
-    moment: datetime = max([now, *gaps_free])
-    reason: Reason | None = Reason.MIN_GAP if moment > now else None
-    for _ in range(2 * len(windows) + 2):
-        moved = False
-        for window in windows:
-            later = next_time_outside(moment, tz, window.start, window.end)
-            if later > moment:
-                moment, reason, moved = later, Reason.QUIET_HOURS, True
-        if not moved:
-            break
-    return moment, reason
+def _skip_reason(rules: Sequence[_Rule], moment: datetime) -> Reason | None:
+    """The skip-level limit that blocks at `moment` (the earliest instant the others allow)."""
+    return next((r.reason for r in rules if r.skips and r.next_ok(moment) != moment), None)
 
 
-def _cap_free_at(
-    cap: FrequencyCap, touches: Sequence[Touch], now: datetime, tz: str
-) -> datetime | None:
-    """None if one more send fits the cap; else the earliest time it will."""
-    relevant = [t for t in touches if cap.channel is None or t.channel == cap.channel]
-    if cap.per is not None:
-        start = to_ms(now - cap.per)
-        in_window = sorted(t.at_ms for t in relevant if t.at_ms > start)
-        if len(in_window) < cap.max:
-            return None
-        # The send that must age out for one more to fit.
-        return from_ms(in_window[len(in_window) - cap.max]) + cap.per + timedelta(milliseconds=1)
-    today = local_date(now, tz)
-    count = sum(1 for t in relevant if local_date(from_ms(t.at_ms), tz) == today)
-    return None if count < cap.max else next_local_midnight(now, tz)
+def _blocker(rules: Sequence[_Rule], now: datetime) -> Reason:
+    return next((r.reason for r in rules if r.next_ok(now) != now), Reason.NO_ELIGIBLE_CHANNEL)
+
+
+def _outside(tz: str, start: time, end: time) -> NextOk:
+    return lambda t: next_time_outside(t, tz, start, end)
+
+
+def _not_before(free: datetime) -> NextOk:
+    return lambda t: max(t, free)
+
+
+def _spent(ledger: Ledger, scope: str, item: str) -> Callable[[date], float]:
+    return lambda day: ledger.get(budget_key(scope, day.isoformat(), item), 0.0)
+
+
+def _budget(
+    budget: float,
+    integral: bool,
+    need: float,
+    spent: Callable[[date], float],
+    partition: int,
+    partitions: int,
+) -> NextOk:
+    """Room for `need` more in this partition's quota: today, or from the next UTC midnight
+    whose quota has it. Quotas repeat every `partitions` days, so that far is enough."""
+
+    def next_ok(t: datetime) -> datetime | None:
+        today = t.astimezone(UTC).date()
+        for ahead in range(partitions + 1):
+            day = today + timedelta(days=ahead)
+            share = quota(budget, partition, partitions, integral, day)
+            if spent(day) + need <= share + BUDGET_EPSILON:
+                return t if ahead == 0 else datetime.combine(day, time.min, tzinfo=UTC)
+        return None
+
+    return next_ok
+
+
+def _cap(cap: FrequencyCap, touches: Sequence[Touch], tz: str) -> NextOk:
+    """A cap counts sends already made (all at or before now), so once free it stays free."""
+    relevant = sorted(t.at_ms for t in touches if cap.channel is None or t.channel == cap.channel)
+    per = cap.per
+
+    if per is not None:
+
+        def rolling(t: datetime) -> datetime | None:
+            start = to_ms(t - per)
+            in_window = [ms for ms in relevant if ms > start]
+            if len(in_window) < cap.max:
+                return t
+            # The send that must age out for one more to fit.
+            return from_ms(in_window[len(in_window) - cap.max]) + per
+
+        return rolling
+
+    def calendar_day(t: datetime) -> datetime | None:
+        today = local_date(t, tz)
+        count = sum(1 for ms in relevant if local_date(from_ms(ms), tz) == today)
+        return t if count < cap.max else next_local_midnight(t, tz)
+
+    return calendar_day

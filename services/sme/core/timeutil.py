@@ -64,14 +64,49 @@ def in_window(clock: time, start: time, end: time) -> bool:
 
 
 def next_time_outside(moment: datetime, tz: str, start: time, end: time) -> datetime:
-    """The first instant at or after `moment` that is outside the local window [start, end)."""
-    local = moment.astimezone(zone(tz))
-    if not in_window(local.timetz().replace(tzinfo=None), start, end):
+    """The first instant at or after `moment` whose local wall clock is outside [start, end):
+    where the clock reaches `end`, or sooner if a change of UTC offset jumps it out."""
+    local_zone = zone(tz)
+    if not in_window(_wall_clock(moment, local_zone), start, end):
         return moment
-    end_today = datetime.combine(local.date(), end, tzinfo=zone(tz))
-    candidate = end_today if end_today > local else end_today + timedelta(days=1)
-    # Re-normalise through UTC so DST transitions land on a real instant.
-    return candidate.astimezone(UTC)
+    day = moment.astimezone(local_zone).date()
+    candidate = next(
+        c
+        for c in (wall_instant(day + timedelta(days=ahead), end, local_zone) for ahead in range(3))
+        if c > moment
+    )
+    if moment.astimezone(local_zone).utcoffset() != candidate.astimezone(local_zone).utcoffset():
+        jump = _offset_change(moment, candidate, local_zone)
+        if not in_window(_wall_clock(jump, local_zone), start, end):
+            return jump
+    return candidate
+
+
+def wall_instant(day: date, clock: time, local_zone: ZoneInfo) -> datetime:
+    """The first instant (UTC) the local wall clock shows `clock` on `day`; if a spring-forward
+    gap skips that reading, the instant the clock jumps over it."""
+    wall = datetime.combine(day, clock, tzinfo=local_zone)
+    instant = wall.astimezone(UTC)
+    if instant.astimezone(local_zone).replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return instant
+    before = wall.replace(fold=1).astimezone(UTC)  # read with the offset after the change
+    return _offset_change(before, instant, local_zone)
+
+
+def _wall_clock(moment: datetime, local_zone: ZoneInfo) -> time:
+    return moment.astimezone(local_zone).time()
+
+
+def _offset_change(low: datetime, high: datetime, local_zone: ZoneInfo) -> datetime:
+    """The first instant in (low, high] with `high`'s UTC offset (to the millisecond)."""
+    target = high.astimezone(local_zone).utcoffset()
+    while high - low > MS:
+        middle = low + (high - low) // 2
+        if middle.astimezone(local_zone).utcoffset() == target:
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def next_local_hour_start(moment: datetime, tz: str, hour: int) -> datetime:
