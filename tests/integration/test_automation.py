@@ -4,8 +4,10 @@ rule and figures, and it is logged as an activity."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import pytest
 
 from sme.settings import Settings
@@ -102,3 +104,64 @@ async def test_a_sequence_past_its_unsubscribe_threshold_is_paused_and_says_why(
 async def _at_least(reader: TopicReader, n: int) -> list[dict[str, Any]]:
     seen = await reader.poll()
     return seen if len(seen) >= n else []
+
+
+async def test_each_rule_is_judged_over_its_own_window_not_the_longest_rules(
+    test_settings: Settings,
+) -> None:
+    """An hourly error-rate rule pauses on the last hour's rejections, although the day that a
+    second, daily rule looks at holds enough older events to dilute them below the threshold."""
+    s = test_settings.model_copy(update={"automation_interval_seconds": 0.5})
+    await ensure_topics(s)
+    sequence = {
+        "workspace_id": "acme",
+        "name": "Windows",
+        "entry": {"event_types": ["signed_up"]},
+        "steps": [{"id": "hello", "template": "hello", "channels": ["email"]}],
+        "automation_rules": [
+            {
+                "id": "errors-hourly",
+                "metric": "error_rate",
+                "threshold": 0.4,
+                "min_volume": 4,
+                "window": "PT1H",
+            },
+            {
+                "id": "unsub-daily",
+                "metric": "unsubscribe_rate",
+                "threshold": 0.9,
+                "min_volume": 1000,
+                "window": "P1D",
+            },
+        ],
+    }
+    three_hours_ago = (datetime.now(UTC) - timedelta(hours=3)).isoformat()
+    async with running_gateway(s) as api, running_engine(s):
+        created = (await api.post(API, json=sequence)).json()
+        # 40 valid events three hours ago: inside the day, outside the hour.
+        await publish(
+            s.kafka_bootstrap_servers,
+            s.topic_events,
+            [event(f"old-{i}", f"o{i}", "visited", occurred_at=three_hours_ago) for i in range(40)],
+        )
+        # Now: 5 valid events and 5 rejected (no user id). The error rate (rejected over events
+        # received) is 5/5 over the hour, 5/45 over the day (under the threshold).
+        invalid = [
+            (b"x", orjson.dumps({"event_id": f"bad-{i}", "workspace_id": "acme", "type": "x"}))
+            for i in range(5)
+        ]
+        valid = [event(f"new-{i}", f"n{i}", "visited") for i in range(5)]
+        await publish(s.kafka_bootstrap_servers, s.topic_events, [*valid, *invalid])
+
+        async def paused() -> dict[str, Any] | None:
+            body = (await api.get(f"{API}/{created['id']}")).json()
+            return body if body["status"] == "PAUSED" else None
+
+        body = await eventually(paused, timeout=60, what="the pause by the hourly rule")
+        reason = body["status_reason"]
+        assert (reason["rule"], reason["metric"], reason["volume"]) == (
+            "errors-hourly",
+            "error_rate",
+            5,
+        )
+        assert reason["value"] == pytest.approx(1.0)

@@ -6,7 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from sme.contracts.sequences import SequenceConfig
-from sme.core.automation import Figures, evaluate
+from sme.core import automation
+from sme.core.automation import Figures, Verdict
+
+
+def evaluate(config: SequenceConfig, figures: Figures) -> list[Verdict]:
+    """The rules judged with the same figures measured over every window."""
+    return automation.evaluate(config, dict.fromkeys(automation.windows(config), figures))
 
 
 def config(rule: dict[str, Any], **guardrails: Any) -> SequenceConfig:

@@ -1,9 +1,13 @@
 """Automation rules, decided purely: given a sequence and the figures measured for it, which
-rules warn and which pause it. The gateway's monitor measures and acts; this only decides."""
+rules warn and which pause it. The gateway's monitor measures and acts; this only decides.
+Each rule is judged over its own window: the monitor measures once per distinct window
+(`windows`) and `evaluate` hands every rule the figures of its window."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Literal
 
 from sme.contracts.sequences import AutomationRule, SequenceConfig
@@ -11,7 +15,7 @@ from sme.contracts.sequences import AutomationRule, SequenceConfig
 
 @dataclass(frozen=True, slots=True)
 class Figures:
-    """What was measured for one sequence (rates over each rule's window; spend today)."""
+    """What was measured for one sequence over one window (rates), and today's spend."""
 
     sent: int = 0
     unsubscribed: int = 0
@@ -53,10 +57,20 @@ def measure(
     return (max(shares), figures.sent) if shares else None
 
 
-def evaluate(config: SequenceConfig, figures: Figures) -> list[Verdict]:
+def windows(config: SequenceConfig) -> list[timedelta]:
+    """The distinct windows the sequence's rules are judged over, shortest first."""
+    return sorted({rule.window for rule in config.automation_rules})
+
+
+def evaluate(config: SequenceConfig, figures: Mapping[timedelta, Figures]) -> list[Verdict]:
+    """Every rule judged on the figures of its own window (`figures[rule.window]`); a rule
+    whose window was not measured is not judged."""
     verdicts = []
     for rule in config.automation_rules:
-        measured = measure(rule, config, figures)
+        measured_over = figures.get(rule.window)
+        if measured_over is None:
+            continue
+        measured = measure(rule, config, measured_over)
         if measured is None:
             continue
         value, volume = measured

@@ -1,8 +1,8 @@
 """The automation monitor: every `SME_AUTOMATION_INTERVAL_SECONDS` it measures each active
-sequence with rules (one ClickHouse query per workspace), asks the pure core which rules
-warn or pause, and acts: a pause goes through the configuration service like any change
-(published, versioned, logged, visible in GET as `status_reason`); a warning is an activity
-and a metric, once per rule and window."""
+sequence with rules, once per distinct window of its rules (so every rule is judged over its
+own window), asks the pure core which rules warn or pause, and acts: a pause goes through the
+configuration service like any change (published, versioned, logged, visible in GET as
+`status_reason`); a warning is an activity and a metric, once per rule and window."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from prometheus_client import Counter
 
 from sme.contracts.activities import Activity, ActivityType
 from sme.contracts.sequences import SequenceConfig, Status
-from sme.core.automation import Figures, Verdict, evaluate
+from sme.core.automation import Figures, Verdict, evaluate, windows
 from sme.core.ids import stable_id
 from sme.gateway.config_service import ConfigService
 from sme.settings import Settings
@@ -75,8 +75,7 @@ class AutomationMonitor:
                 await self.check(config, now)
 
     async def check(self, config: SequenceConfig, now: datetime) -> None:
-        window = max(rule.window for rule in config.automation_rules)
-        figures = await self._figures(config, now - window, now)
+        figures = {w: await self._figures(config, now - w, now) for w in windows(config)}
         for verdict in evaluate(config, figures):
             if verdict.action == "pause":
                 await self._pause(config, verdict, now)
