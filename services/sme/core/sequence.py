@@ -298,7 +298,7 @@ class _Run:
             self._put(enrollment)
             step = _current_step(config, enrollment)
             if (
-                config.status is Status.ACTIVE
+                self._status(config) is Status.ACTIVE
                 and step is not None
                 and step.wait_for is not None
                 and step.wait_for.event_type == event.type
@@ -308,7 +308,9 @@ class _Run:
     # --- entries ----------------------------------------------------------------------------
     def entries(self, event: Event) -> None:
         for config in self.ctx.configs.values():
-            if config.status is not Status.ACTIVE or event.type not in config.entry.event_types:
+            if self._status(config) is not Status.ACTIVE:
+                continue
+            if event.type not in config.entry.event_types:
                 continue
             if self.state.enrollment(config.id) is not None:
                 continue
@@ -381,16 +383,27 @@ class _Run:
                 if not self._fire(enrollment, config):
                     break
 
+    def _status(self, config: SequenceConfig) -> Status:
+        """The status a decision acts on. An engaged kill switch holds every sequence of the
+        workspace like a pause, whatever its own status says (created or resumed while the
+        switch was engaged, published around the API): nothing enrols or sends until release.
+        STOPPED stays final."""
+        ws = self.ctx.workspace
+        if config.status is Status.ACTIVE and ws is not None and ws.kill_switch.engaged:
+            return Status.PAUSED
+        return config.status
+
     def _fire(self, enrollment: Enrollment, config: SequenceConfig | None) -> bool:
         """Process one due step; True if the enrollment moved on and may be due again."""
         if config is None:
             self._exit(enrollment, None, Reason.CONFIG_DELETED)
             return False
-        if config.status is Status.STOPPED:
+        status = self._status(config)
+        if status is Status.STOPPED:
             self._exit(enrollment, config, Reason.CONFIG_STOPPED)
             return False
-        if config.status is Status.PAUSED:
-            return False  # stays due; fires once on resume
+        if status is Status.PAUSED:
+            return False  # stays due; fires once on resume (or on the kill switch's release)
         if enrollment.version != config.version:
             remapped = _remap(enrollment, config)
             if remapped is None:

@@ -85,6 +85,7 @@ class ConfigService:
         self.registry = registry
         self.producer = producer
         self._locks: dict[str, asyncio.Lock] = {}
+        self._switch_lock = asyncio.Lock()  # kill switch changes and held creations, in turn
 
     # --- sequences ----------------------------------------------------------------------
     async def create(self, body: dict[str, Any], actor: str) -> SequenceConfig:
@@ -106,9 +107,31 @@ class ConfigService:
         }
         document.setdefault("status", Status.ACTIVE.value)
         config = _validated(SequenceConfig, document)
+        if config.status is Status.ACTIVE and self._engaged(config.workspace_id):
+            async with self._switch_lock:  # not while a release is resuming what it held
+                if self._engaged(config.workspace_id):
+                    return await self._create_held(config, actor)
         await self._publish(SequenceRecord(config=config))
         await self._log_change(config.workspace_id, config.id, actor, None, config, ["*"])
         return config
+
+    async def _create_held(self, config: SequenceConfig, actor: str) -> SequenceConfig:
+        """Created while the workspace's kill switch is engaged: stored PAUSED and added to the
+        sequences the switch holds, so the release activates it (nothing is refused, nothing
+        sends before the release)."""
+        held = config.model_copy(update={"status": Status.PAUSED})
+        await self._publish(SequenceRecord(config=held))
+        await self._log_change(held.workspace_id, held.id, actor, None, held, ["*"])
+        current = self.workspace(held.workspace_id)
+        switch = current.kill_switch
+        paused = sorted({*switch.paused_configs, held.id})
+        await self._save_switch(
+            current, switch.model_copy(update={"paused_configs": paused}), actor
+        )
+        return held
+
+    def _engaged(self, workspace_id: str) -> bool:
+        return self.workspace(workspace_id).kill_switch.engaged
 
     def get(self, config_id: str, workspace_id: str | None = None) -> SequenceConfig:
         config = self.registry.get(config_id)
@@ -132,11 +155,16 @@ class ConfigService:
         expected_version: int | None,
         actor: str,
         workspace_id: str | None = None,
+        *,
+        releasing: bool = False,
     ) -> SequenceConfig:
         """Read-modify-write under a per-configuration lock, so two writes through this
-        gateway never both build on the same version (across gateways, use If-Match)."""
+        gateway never both build on the same version (across gateways, use If-Match).
+        `releasing`: the kill switch's own release resumes what it held."""
         async with self._lock(config_id):
-            return await self._patch(config_id, patch, expected_version, actor, workspace_id)
+            return await self._patch(
+                config_id, patch, expected_version, actor, workspace_id, releasing
+            )
 
     def _lock(self, config_id: str) -> asyncio.Lock:
         return self._locks.setdefault(config_id, asyncio.Lock())
@@ -148,6 +176,7 @@ class ConfigService:
         expected_version: int | None,
         actor: str,
         workspace_id: str | None,
+        releasing: bool = False,
     ) -> SequenceConfig:
         current = self.get(config_id, workspace_id)
         if "version" in patch:
@@ -160,6 +189,11 @@ class ConfigService:
             )
         if current.status is Status.STOPPED:
             raise ConfigConflictError("a STOPPED configuration is final")
+        resuming = patch.get("status") == Status.ACTIVE.value
+        if resuming and not releasing and self._engaged(current.workspace_id):
+            raise ConfigConflictError(
+                "the workspace's kill switch is engaged: nothing may resume before its release"
+            )
         automated = actor.startswith(AUTOMATION)
         if "status_reason" in patch and not automated:
             raise InvalidConfigError(
@@ -200,6 +234,14 @@ class ConfigService:
     async def put_workspace(
         self, workspace_id: str, body: dict[str, Any], actor: str
     ) -> WorkspaceSettings:
+        """Settings carry the kill switch over as it is, so they are written in turn with its
+        changes (never over a switch another write just changed)."""
+        async with self._switch_lock:
+            return await self._put_workspace(workspace_id, body, actor)
+
+    async def _put_workspace(
+        self, workspace_id: str, body: dict[str, Any], actor: str
+    ) -> WorkspaceSettings:
         current = self.registry.workspace(workspace_id)
         if "kill_switch" in body:
             raise InvalidConfigError(
@@ -225,7 +267,13 @@ class ConfigService:
 
     async def kill_switch(self, workspace_id: str, engaged: bool, actor: str) -> WorkspaceSettings:
         """Engage: pause every ACTIVE sequence of the workspace and remember which; release:
-        resume exactly those (a sequence paused by hand stays paused)."""
+        resume exactly those (a sequence paused by hand stays paused). While engaged nothing of
+        the workspace sends whatever its status (the core holds it), no sequence may resume
+        (409) and a new one is created PAUSED and held for the release."""
+        async with self._switch_lock:
+            return await self._kill_switch(workspace_id, engaged, actor)
+
+    async def _kill_switch(self, workspace_id: str, engaged: bool, actor: str) -> WorkspaceSettings:
         current = self.workspace(workspace_id)
         if current.kill_switch.engaged == engaged:
             return current
@@ -246,7 +294,11 @@ class ConfigService:
                 paused = self.registry.get(config_id)
                 if paused is not None and paused.status is Status.PAUSED:
                     await self.patch(
-                        config_id, {"status": Status.ACTIVE.value}, None, f"{actor} (kill switch)"
+                        config_id,
+                        {"status": Status.ACTIVE.value},
+                        None,
+                        f"{actor} (kill switch)",
+                        releasing=True,
                     )
             await self._save_switch(current, KillSwitch(), actor)
         return self.workspace(workspace_id)
