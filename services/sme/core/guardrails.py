@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import NamedTuple
 
 from sme.contracts.channels import Channel
 from sme.contracts.reasons import Reason
@@ -82,8 +83,7 @@ NextOk = Callable[[datetime], datetime | None]
 """The first instant at or after t that a rule allows (None: no instant ever)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Rule:
+class _Rule(NamedTuple):
     next_ok: NextOk
     reason: Reason
     skips: bool  # a cap or budget of a level with on_limit "skip": never waited for
@@ -120,8 +120,9 @@ def evaluate(
     sendable: list[Channel] = []
     waits: list[tuple[datetime, Channel, Reason | None]] = []
     skipped: list[tuple[Channel, Reason]] = []
+    by_channel = _rules(channels, levels, tz, ledger, partition, partitions)
     for channel in channels:
-        rules = _rules(channel, levels, tz, ledger, partition, partitions)
+        rules = by_channel[channel]
         moment, reason = earliest(rules, now)
         if moment == now:
             sendable.append(channel)
@@ -199,42 +200,65 @@ def _drop(
 
 
 def _rules(
-    channel: Channel,
+    channels: Sequence[Channel],
     levels: Sequence[Level],
     tz: str,
     ledger: Ledger,
     partition: int,
     partitions: int,
-) -> list[_Rule]:
-    """Every rule of every level that applies to a message on `channel`: timing first (quiet
-    hours, gaps), then caps, then budgets."""
+) -> dict[Channel, list[_Rule]]:
+    """Every rule of every level that applies to a message on each channel: timing first
+    (quiet hours, gaps), then caps, then budgets. Rules that apply to every channel are built
+    once and remember their answers, so several channels cost little more than one."""
     timing: list[_Rule] = []
-    limits: list[_Rule] = []
+    shared: list[_Rule] = []
     for level in levels:
         rules = level.rules
         skips = rules.on_limit == "skip"
         quiet = rules.quiet_hours
         if quiet is not None:
-            timing.append(
-                _Rule(_outside(tz, quiet.start, quiet.end), Reason.QUIET_HOURS, skips=False)
-            )
+            rule = _outside(tz, quiet.start, quiet.end)
+            timing.append(_Rule(_memo(rule), Reason.QUIET_HOURS, skips=False))
         if rules.min_gap is not None and level.touches:
             free = from_ms(max(t.at_ms for t in level.touches)) + rules.min_gap
             timing.append(_Rule(_not_before(free), Reason.MIN_GAP, skips=False))
         for cap in rules.frequency_caps:
-            if cap.channel is None or cap.channel == channel:
-                limits.append(_Rule(_cap(cap, level.touches, tz), Reason.FREQUENCY_CAP, skips))
-        limit = rules.daily_send_budget.get(channel)
-        if limit is not None:
-            spent = _spent(ledger, level.scope, channel.value)
-            room = _budget(limit, True, 1.0, spent, partition, partitions)
-            limits.append(_Rule(room, Reason.CHANNEL_BUDGET, skips))
-        if rules.daily_cost_budget is not None:
-            spent = _spent(ledger, level.scope, "cost")
-            cost = message_cost(levels, channel)
-            room = _budget(rules.daily_cost_budget, False, cost, spent, partition, partitions)
-            limits.append(_Rule(room, Reason.COST_BUDGET, skips))
-    return timing + limits
+            if cap.channel is None:
+                rule = _cap(cap, level.touches, tz)
+                shared.append(_Rule(_memo(rule), Reason.FREQUENCY_CAP, skips))
+    out: dict[Channel, list[_Rule]] = {}
+    for channel in channels:
+        limits = list(shared)
+        for level in levels:
+            rules = level.rules
+            skips = rules.on_limit == "skip"
+            for cap in rules.frequency_caps:
+                if cap.channel == channel:
+                    rule = _cap(cap, level.touches, tz)
+                    limits.append(_Rule(rule, Reason.FREQUENCY_CAP, skips))
+            limit = rules.daily_send_budget.get(channel)
+            if limit is not None:
+                spent = _spent(ledger, level.scope, channel.value)
+                room = _budget(limit, True, 1.0, spent, partition, partitions)
+                limits.append(_Rule(room, Reason.CHANNEL_BUDGET, skips))
+            if rules.daily_cost_budget is not None:
+                spent = _spent(ledger, level.scope, "cost")
+                cost = message_cost(levels, channel)
+                room = _budget(rules.daily_cost_budget, False, cost, spent, partition, partitions)
+                limits.append(_Rule(room, Reason.COST_BUDGET, skips))
+        out[channel] = timing + limits
+    return out
+
+
+def _memo(next_ok: NextOk) -> NextOk:
+    answers: dict[datetime, datetime | None] = {}
+
+    def remembered(t: datetime) -> datetime | None:
+        if t not in answers:
+            answers[t] = next_ok(t)
+        return answers[t]
+
+    return remembered
 
 
 def _skip_reason(rules: Sequence[_Rule], moment: datetime) -> Reason | None:
