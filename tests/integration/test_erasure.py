@@ -152,7 +152,8 @@ async def test_ids_with_any_character_are_erased_and_the_progress_is_visible(
         metrics = (await api.get("/metrics")).text
         assert f"sme_erasures_completed_total {float(len(ODD_IDS))}" in metrics
         assert f"sme_erasures_requested_total {float(len(ODD_IDS))}" in metrics
-        unknown = await api.get("/api/v1/workspaces/acme/erasures/00000000-0000-0000-0000-000000000000")
+        nobody = "00000000-0000-0000-0000-000000000000"
+        unknown = await api.get(f"/api/v1/workspaces/acme/erasures/{nobody}")
         assert unknown.status_code == 404
         foreign = await api.get(erasures["a/b"]["status_url"].replace("/acme/", "/other/"))
         assert foreign.status_code == 404, "another workspace's erasure is not visible"
