@@ -15,7 +15,7 @@ from sme.contracts.commands import Arm
 from sme.contracts.reasons import Reason
 from sme.contracts.sequences import Status
 from sme.core import sequence
-from sme.core.stats import POOLED, channel_key, variant_key
+from sme.core.stats import POOLED, channel_key, context_group, variant_key
 from sme.core.timeutil import to_ms
 from tests.unit.builders import (
     ALL_BASELINE,
@@ -1030,10 +1030,12 @@ def test_a_send_counts_one_trial_in_the_group_and_the_pooled_statistics() -> Non
 
     out = d.send("signed_up", user={"attributes": {"plan": "pro"}})
 
+    group = context_group(d.state.profile, ["plan"])
+    assert group != POOLED
     assert {(s.key, s.trials, s.successes) for s in out.stat_deltas} == {
-        (channel_key("cfg-1", "s1", "email", "plan=pro"), 1, 0),
+        (channel_key("cfg-1", "s1", "email", group), 1, 0),
         (channel_key("cfg-1", "s1", "email", POOLED), 1, 0),
-        (variant_key("cfg-1", "s1", "default", "plan=pro"), 1, 0),
+        (variant_key("cfg-1", "s1", "default", group), 1, 0),
         (variant_key("cfg-1", "s1", "default", POOLED), 1, 0),
     }
 

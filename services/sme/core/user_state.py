@@ -4,6 +4,7 @@ every collection bounded. Stored as compact JSON (short keys, epoch milliseconds
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -113,15 +114,17 @@ class UserState:
     def has_seen(self, event_id: str) -> bool:
         return event_fingerprint(event_id) in self.recent_events
 
-    def observe(self, event: Event) -> UserState:
-        """Record an event: remember its id (bounded), merge profile data, count it."""
+    def observe(self, event: Event, keep: Collection[str] | None = None) -> UserState:
+        """Record an event: remember its id (bounded), merge profile data, count it. With
+        `keep` (the attribute keys the workspace's sequences can ask about), the profile holds
+        only those attributes: bounded by the configuration, whatever events carry."""
         ids = (*self.recent_events, event_fingerprint(event.event_id))[-DEDUPE_WINDOW:]
         last = self.last_event_at
         if last is None or event.occurred_at > last:
             last = event.occurred_at.astimezone(UTC)
         return evolve(
             self,
-            profile=merge_profile(self.profile, event),
+            profile=merge_profile(self.profile, event, keep),
             recent_events=ids,
             events_seen=self.events_seen + 1,
             last_event_at=last,
@@ -190,16 +193,20 @@ class UserState:
         )
 
 
-def merge_profile(profile: Profile, event: Event) -> Profile:
-    """Newer profile data wins field by field; absent fields keep what we knew."""
+def merge_profile(profile: Profile, event: Event, keep: Collection[str] | None = None) -> Profile:
+    """Newer profile data wins field by field; absent fields keep what we knew. With `keep`,
+    attributes outside it are dropped (also those a state stored before kept)."""
     incoming = event.user
-    if incoming is None:
-        return profile
-    return Profile(
-        timezone=incoming.timezone or profile.timezone,
-        attributes={**profile.attributes, **incoming.attributes},
-        consent={**profile.consent, **incoming.consent},
-    )
+    if incoming is not None:
+        profile = Profile(
+            timezone=incoming.timezone or profile.timezone,
+            attributes={**profile.attributes, **incoming.attributes},
+            consent={**profile.consent, **incoming.consent},
+        )
+    if keep is not None and any(k not in keep for k in profile.attributes):
+        attributes = {k: v for k, v in profile.attributes.items() if k in keep}
+        profile = Profile(profile.timezone, attributes, profile.consent)
+    return profile
 
 
 def state_key(workspace_id: str, user_id: str) -> str:

@@ -51,7 +51,8 @@ from sme.contracts.sequences import SequenceConfig, Status
 from sme.core import sequence
 from sme.core.ids import stable_id
 from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activity
-from sme.core.timeutil import to_ms
+from sme.core.retention import expired_ledger_keys
+from sme.core.timeutil import to_ms, utc_day
 from sme.core.user_state import UserState, state_key
 from sme.engine.batch import Batch, rng_for
 from sme.engine.intake import Intake
@@ -174,6 +175,7 @@ class Engine:
         self._dirty_stats: set[str] = set()
         self._local_stats: dict[str, list[float]] = {}
         self._processed: dict[tuple[str, int], int] = {}
+        self._ledger_purged: dict[int, str] = {}  # partition -> UTC day its ledger was purged
         self.crash_points = CrashPoints(settings.engine_crash_at)
         settings.engine_table_dir.mkdir(parents=True, exist_ok=True)
         brokers = [
@@ -580,6 +582,7 @@ class Engine:
         for partition, next_offset in positions.items():
             _in_stream_of(anchors[partition])
             self.positions[str(partition).encode()] = next_offset
+        self._purge_ledger(anchors)
         tables = (self.users, self.ledger, self.positions)
         unacked = [future for table in tables for future in table.unacked]
         for table in tables:
@@ -592,6 +595,25 @@ class Engine:
         except Exception as exc:
             self.on_fatal(f"a changelog write failed: {exc!r}")
             raise
+
+    def _purge_ledger(self, anchors: dict[int, Any]) -> None:
+        """Once per UTC day per partition (its first stored batch of the day), delete its
+        ledger keys of days no budget counts any more (`core.retention`): the ledger holds at
+        most two days of keys. The deletions go out with the batch's changelog writes."""
+        now = self.clock()
+        today = utc_day(now)
+        due = [p for p in anchors if self._ledger_purged.get(p) != today]
+        if not due:
+            return
+        keys = [k.decode() if isinstance(k, bytes) else str(k) for k in self.ledger]
+        for partition in due:
+            self._ledger_purged[partition] = today
+            expired = expired_ledger_keys(keys, partition, now)
+            if expired:
+                _in_stream_of(anchors[partition])
+            for key in expired:
+                with contextlib.suppress(KeyError):
+                    del self.ledger[key.encode()]
 
     def _rearm(self, batch: Batch, woken: dict[bytes, int], now_ms: int) -> None:
         """Arm each user this batch decided about (or woke) at their next due time."""

@@ -4,7 +4,11 @@ Each partition's owner keeps that partition's cumulative counts in memory, conti
 last value in the compacted stats topic (keyed `<partition>|<stat key>`), and publishes
 changed counts there every `SME_STATS_PUBLISH_SECONDS`. Every instance mirrors that topic and
 sums over partitions, so totals are exact once the topic is read, whoever owned which
-partition when (a crash loses at most one publish interval of counts)."""
+partition when (a crash loses at most one publish interval of counts).
+
+Bounded: only keys the core produces (context groups are buckets, `core.stats`) are kept;
+keys with raw context values written by older versions are ignored, and a deleted key
+(tombstone) is forgotten."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from collections.abc import Iterator, Mapping
 
 import orjson
 
-from sme.core.stats import Counts
+from sme.core.stats import Counts, bounded_key
 
 
 class StatsBoard(Mapping[str, Counts]):
@@ -21,17 +25,27 @@ class StatsBoard(Mapping[str, Counts]):
     def __init__(self) -> None:
         self._per_partition: dict[str, Counts] = {}
         self._totals: dict[str, Counts] = {}
+        self._holders: dict[str, int] = {}  # stat key -> partitions holding it
 
     def apply(self, key: str, value: bytes | None) -> None:
         partition_key, _, stat_key = key.partition("|")
-        if not stat_key or not partition_key.isdigit():
+        if not stat_key or not partition_key.isdigit() or not bounded_key(stat_key):
             return
         new: Counts = (0.0, 0.0)
         if value is not None:
             trials, successes = orjson.loads(value)
             new = (float(trials), float(successes))
-        old = self._per_partition.get(key, (0.0, 0.0))
-        self._per_partition[key] = new
+        held = key in self._per_partition
+        old = self._per_partition.pop(key, (0.0, 0.0))
+        holders = self._holders.get(stat_key, 0) - held
+        if value is not None:
+            self._per_partition[key] = new
+            holders += 1
+        if holders == 0:  # no partition publishes it any more
+            self._holders.pop(stat_key, None)
+            self._totals.pop(stat_key, None)
+            return
+        self._holders[stat_key] = holders
         total = self._totals.get(stat_key, (0.0, 0.0))
         self._totals[stat_key] = (total[0] + new[0] - old[0], total[1] + new[1] - old[1])
 

@@ -57,7 +57,8 @@ class AutomationMonitor:
         self.configs = configs
         self.producer = producer
         self.warnings = warnings
-        self._warned: set[tuple[str, int, str, int]] = set()
+        # (config, rule) -> (version, window bucket) last warned: one entry per active rule.
+        self._warned: dict[tuple[str, str], tuple[int, int]] = {}
 
     async def run(self) -> None:
         while True:
@@ -70,9 +71,13 @@ class AutomationMonitor:
             await asyncio.sleep(self.settings.automation_interval_seconds)
 
     async def check_all(self, now: datetime) -> None:
+        checked: set[str] = set()
         for config in self.configs.registry.all_configs():
             if config.status is Status.ACTIVE and config.automation_rules:
+                checked.add(config.id)
                 await self.check(config, now)
+        for key in [k for k in self._warned if k[0] not in checked]:
+            del self._warned[key]  # paused, stopped or rule-less: nothing left to dedupe
 
     async def check(self, config: SequenceConfig, now: datetime) -> None:
         figures = {w: await self._figures(config, now - w, now) for w in windows(config)}
@@ -124,10 +129,10 @@ class AutomationMonitor:
 
     async def _warn(self, config: SequenceConfig, verdict: Verdict, now: datetime) -> None:
         bucket = int(now.timestamp() // verdict.rule.window.total_seconds())
-        key = (config.id, config.version, verdict.rule.id, bucket)
-        if key in self._warned:
+        key, last = (config.id, verdict.rule.id), (config.version, bucket)
+        if self._warned.get(key) == last:
             return
-        self._warned.add(key)
+        self._warned[key] = last
         self.warnings.labels(verdict.rule.metric).inc()
         reason = {
             "rule": verdict.rule.id,

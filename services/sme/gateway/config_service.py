@@ -5,8 +5,9 @@ once, and record every change as an activity (who, what, old and new version).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -77,6 +78,16 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     return out
 
 
+class _HeldLock:
+    """A per-configuration lock and how many writes hold or await it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class ConfigService:
     def __init__(
         self, settings: Settings, registry: ConfigRegistry, producer: AIOKafkaProducer
@@ -84,7 +95,7 @@ class ConfigService:
         self.settings = settings
         self.registry = registry
         self.producer = producer
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _HeldLock] = {}  # only configurations with a write in flight
         self._switch_lock = asyncio.Lock()  # kill switch changes and held creations, in turn
 
     # --- sequences ----------------------------------------------------------------------
@@ -166,8 +177,19 @@ class ConfigService:
                 config_id, patch, expected_version, actor, workspace_id, releasing
             )
 
-    def _lock(self, config_id: str) -> asyncio.Lock:
-        return self._locks.setdefault(config_id, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def _lock(self, config_id: str) -> AsyncIterator[None]:
+        """Hold the configuration's lock. An entry lives while a write holds or awaits it, so
+        the map is bounded by the writes in flight, not by every id ever written."""
+        held = self._locks.setdefault(config_id, _HeldLock())
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if held.users == 0:
+                del self._locks[config_id]
 
     async def _patch(
         self,
