@@ -16,7 +16,7 @@ from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
 from sme.topics import ensure_topics
 from tests.support.gateway import running_gateway
-from tests.support.kafka_io import publish
+from tests.support.kafka_io import TopicReader, publish
 from tests.support.runtime import running_engine
 from tests.support.waiting import eventually
 
@@ -159,18 +159,33 @@ async def test_ids_with_any_character_are_erased_and_the_progress_is_visible(
         assert foreign.status_code == 404, "another workspace's erasure is not visible"
 
 
-async def test_rows_that_arrive_after_an_erasure_are_kept(test_settings: Settings) -> None:
+async def test_rows_that_arrive_after_an_erasure_are_kept_and_ids_are_not_reused(
+    test_settings: Settings,
+) -> None:
     """A user erased and signing up again right away: the erasure deletes what preceded it,
     and the new sign-up's rows and state stay (whether or not they reach the sink in the
-    erasure's batch)."""
+    erasure's batch). Their new life has new ids: the welcome command of the second sign-up
+    is not the first one's id (a sender deduping by id would drop it)."""
     s = test_settings.model_copy(update={"sink_flush_seconds": 2.0})
     await ensure_topics(s)
-    async with running_gateway(s) as api, running_engine(s) as engine:
+    welcome = {
+        "workspace_id": "acme",
+        "name": "Welcome",
+        "entry": {"event_types": ["signed_up"]},
+        "steps": [{"id": "hello", "template": "hello", "channels": ["email"]}],
+        "experiment": {"holdout_pct": 0, "baseline_pct": 100},
+    }
+    async with (
+        running_gateway(s) as api,
+        running_engine(s) as engine,
+        TopicReader(s.kafka_bootstrap_servers, s.command_topics["email"]) as emails,
+    ):
         store: ClickHouseStore = api.gateway_app.state.gw.store  # type: ignore[attr-defined]
+        assert (await api.post(API, json=welcome)).status_code == 201
         await publish(s.kafka_bootstrap_servers, s.topic_events, [signup("ada")])
 
         async def first() -> bool:
-            return await rows_of(store, "ada") >= 1
+            return await rows_of(store, "ada") >= 3
 
         await eventually(first, timeout=60, what="ada's first sign-up stored")
         before = await store.query("SELECT activity_id FROM {db}.activities WHERE user_id = 'ada'")
@@ -181,16 +196,25 @@ async def test_rows_that_arrive_after_an_erasure_are_kept(test_settings: Setting
 
         async def done() -> bool:
             status = (await api.get(response.json()["status_url"])).json()
-            return status["state"] == "completed" and await rows_of(store, "ada") >= 1
+            return status["state"] == "completed" and await rows_of(store, "ada") >= 3
 
         await eventually(done, timeout=60, what="erasure completed and the new sign-up stored")
         kept = await store.query(
-            "SELECT activity_id, event_id FROM {db}.activities WHERE user_id = 'ada'"
+            "SELECT activity_id, event_id, type FROM {db}.activities WHERE user_id = 'ada'"
         )
         old_ids = {r[0] for r in before.result_rows}
         assert kept.result_rows and all(r[0] not in old_ids for r in kept.result_rows)
-        assert {r[1] for r in kept.result_rows} == {"s-ada-again"}
+        assert {r[1] for r in kept.result_rows} <= {"s-ada-again", ""}
+        assert "command_emitted" in {r[2] for r in kept.result_rows}
         assert engine.users.get(state_key("acme", "ada").encode()) is not None
+
+        async def both_commands() -> list[dict[str, object]]:
+            mine = [c for c in await emails.poll() if c["user_id"] == "ada"]
+            return mine if len({c["command_id"] for c in mine}) >= 2 else []
+
+        # On the old code the second life's command repeats the first's id: never two ids.
+        commands = await eventually(both_commands, timeout=30, what="two welcome command ids")
+        assert len({c["decided_at"] for c in commands}) == 2
 
 
 async def test_erasure_requests_are_rate_limited_per_workspace(test_settings: Settings) -> None:

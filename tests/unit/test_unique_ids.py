@@ -62,3 +62,19 @@ def test_the_enrollment_count_per_sequence_survives_the_storage_round_trip() -> 
 
     assert stored.past["cfg-0"].seq == 2
     assert {f"cfg-{i}" for i in range(MANY)} <= set(stored.past)
+
+
+def test_a_user_erased_and_enrolled_again_gets_the_ids_of_a_new_life() -> None:
+    """Erasure forgets the state, enrollment counts included; the engine tags each new state
+    with the input that created it, so the second life's ids differ from the first's."""
+    first = Driver.of(_one_step(0, "always"))
+    first.state = UserState.new(first.state.workspace_id, first.state.user_id, "life-one")
+    first.send("start.0", T0)
+    second = Driver.of(_one_step(0, "always"))  # the same user, state erased in between
+    second.state = UserState.new(second.state.workspace_id, second.state.user_id, "life-two")
+    second.send("start.0", T0 + timedelta(days=1))
+
+    assert [c.command_id for c in first.commands] != [c.command_id for c in second.commands]
+    ids = [a.activity_id for d in (first, second) for a in d.activities]
+    assert len(set(ids)) == len(ids)
+    assert UserState.from_dict(second.state.to_dict()).epoch == "life-two"

@@ -15,3 +15,10 @@ def stable_id(kind: str, *parts: str | int) -> str:
     h = hashlib.blake2b(material.encode(), digest_size=16, key=_NAMESPACE[:64]).hexdigest()
     # UUID layout, version 8 ("custom", RFC 9562) and the RFC variant bits.
     return f"{h[:8]}-{h[8:12]}-8{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
+
+
+def incarnation(*parts: str | int) -> str:
+    """A short tag for a user state created by one input (its source position): part of every
+    id of that state's enrollments, so a user erased and enrolled again never repeats the ids
+    of their earlier life (which senders would drop as duplicates)."""
+    return stable_id("incarnation", *parts).replace("-", "")[:12]

@@ -116,6 +116,8 @@ class _Run:
         self.ledger_deltas: list[tuple[str, float]] = []
         self._ledger_pending: dict[str, float] = {}
         self._offers: list[Touch] = []  # touches this event may credit; `credit` picks one
+        # Ids of a state from before incarnations existed keep their old form.
+        self._life: tuple[str, ...] = (state.epoch,) if state.epoch else ()
         ws = ctx.workspace
         self.tz = state.profile.timezone or (ws.default_timezone if ws else "UTC")
 
@@ -578,7 +580,13 @@ class _Run:
         return Command.model_validate(
             {
                 "command_id": stable_id(
-                    "command", config.workspace_id, config.id, self.state.user_id, e.seq, step.id
+                    "command",
+                    config.workspace_id,
+                    config.id,
+                    self.state.user_id,
+                    e.seq,
+                    step.id,
+                    *self._life,
                 ),
                 "workspace_id": config.workspace_id,
                 "config_id": config.id,
@@ -740,6 +748,7 @@ class _Run:
                 state.user_id,
                 seq,
                 discriminator,
+                *self._life,
             ),
             "type": kind,
             "workspace_id": state.workspace_id,

@@ -106,10 +106,11 @@ class UserState:
     touches: tuple[Touch, ...] = ()
     affinity: dict[Channel, tuple[int, int]] = field(default_factory=dict)  # (sent, engaged)
     hours: dict[int, int] = field(default_factory=dict)  # local hour -> engagements
+    epoch: str = ""  # which life of the user this is (set on creation; part of every id)
 
     @classmethod
-    def new(cls, workspace_id: str, user_id: str) -> UserState:
-        return cls(workspace_id=workspace_id, user_id=user_id)
+    def new(cls, workspace_id: str, user_id: str, epoch: str = "") -> UserState:
+        return cls(workspace_id=workspace_id, user_id=user_id, epoch=epoch)
 
     def has_seen(self, event_id: str) -> bool:
         return event_fingerprint(event_id) in self.recent_events
@@ -168,6 +169,8 @@ class UserState:
             out["af"] = {ch.value: list(v) for ch, v in self.affinity.items()}
         if self.hours:
             out["hr"] = {str(h): n for h, n in self.hours.items()}
+        if self.epoch:
+            out["ep"] = self.epoch
         return out
 
     @classmethod
@@ -190,6 +193,7 @@ class UserState:
                 Channel(ch): (int(v[0]), int(v[1])) for ch, v in (data.get("af") or {}).items()
             },
             hours={int(h): int(n) for h, n in (data.get("hr") or {}).items()},
+            epoch=str(data.get("ep") or ""),
         )
 
 

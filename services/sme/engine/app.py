@@ -49,7 +49,7 @@ from sme.contracts.engine_inputs import (
 )
 from sme.contracts.sequences import SequenceConfig, Status
 from sme.core import sequence
-from sme.core.ids import stable_id
+from sme.core.ids import incarnation, stable_id
 from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activity
 from sme.core.retention import expired_ledger_keys
 from sme.core.timeutil import to_ms, utc_day
@@ -417,8 +417,13 @@ class Engine:
     ) -> list[Outgoing]:
         parsed = item.event
         key = state_key(parsed.workspace_id, parsed.user_id).encode()
-        state = batch.state(key) or UserState.new(parsed.workspace_id, parsed.user_id)
-        rng = rng_for(item.source.topic, item.source.partition, item.source.offset)
+        source = item.source
+        state = batch.state(key) or UserState.new(
+            parsed.workspace_id,
+            parsed.user_id,
+            incarnation(source.topic, source.partition, source.offset),
+        )
+        rng = rng_for(source.topic, source.partition, source.offset)
         try:
             outcome = sequence.on_event(
                 state, parsed, now, rng, self._context(batch, parsed.workspace_id, message)
@@ -484,11 +489,7 @@ class Engine:
             user_id=request.user_id,  # in transit only: the sink stores the row without it
             occurred_at=now,
             details={"erasure_id": request.erasure_id}
-            | (
-                {"requested_at": request.requested_at.isoformat()}
-                if request.requested_at
-                else {}
-            ),
+            | ({"requested_at": request.requested_at.isoformat()} if request.requested_at else {}),
         )
         batch.activities.append((request.user_id.encode(), activity))
 
