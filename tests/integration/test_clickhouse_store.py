@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ from sme.settings import Settings
 from sme.storage.activities import ACTIVITY_COLUMNS, activity_row
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.migrations import load_migrations
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -82,18 +84,50 @@ async def test_a_query_does_not_wait_behind_a_long_insert(store: ClickHouseStore
     await store.query("SELECT 1")
     writer = store._writer
     assert writer is not None
+    marker = f"long-insert-{uuid.uuid4().hex}"
+    # At least 2 minutes by construction (one row per block, 1 ms of sleep per row), however
+    # fast or loaded the machine: it cannot finish while the test looks at it (the 0.2 s
+    # head start it used to get proved neither that it had started nor that it was still
+    # running). It is cancelled once the query has answered.
     long_insert = asyncio.get_running_loop().run_in_executor(
         store._write_thread,
         lambda: writer.command(
             f"INSERT INTO {store.database}.activities (activity_id, user_id) "  # noqa: S608
-            "SELECT generateUUIDv4(), toString(number) FROM numbers(8000000)"
+            f"SELECT generateUUIDv4(), '{marker}' FROM numbers(120000) "
+            "WHERE sleepEachRow(0.001) = 0",
+            settings={"max_block_size": 1},
         ),
     )
-    await asyncio.sleep(0.2)
-    result = await store.query("SELECT 42")
-    assert result.result_rows == [(42,)]
-    assert not long_insert.done(), "the query should have answered while the insert ran"
-    await long_insert
+
+    async def running() -> str | None:
+        rows = (
+            await asyncio.wait_for(
+                store.query(
+                    "SELECT query_id FROM system.processes "
+                    "WHERE startsWith(query, 'INSERT') AND position(query, {m:String}) > 0",
+                    {"m": marker},
+                ),
+                30,  # a read queued behind the insert would wait for minutes
+            )
+        ).result_rows
+        return str(rows[0][0]) if rows else None
+
+    async def cancel() -> None:
+        await store.query(
+            "KILL QUERY WHERE startsWith(query, 'INSERT') AND position(query, {m:String}) > 0 SYNC",
+            {"m": marker},
+        )
+
+    try:
+        insert_id = await eventually(running, timeout=60, what="the long insert running")
+        result = await asyncio.wait_for(store.query("SELECT 42"), 30)
+        assert result.result_rows == [(42,)]
+        assert not long_insert.done(), "the query should have answered while the insert ran"
+        assert await running() == insert_id, "the insert was still running"
+    finally:
+        await cancel()
+        with contextlib.suppress(Exception):  # cancelled: "Query was cancelled"
+            await long_insert
 
 
 def test_a_second_process_opening_the_embedded_store_is_told_who_owns_it(tmp_path: Path) -> None:
@@ -251,7 +285,7 @@ async def test_latest_decisions_page_through_duplicates_and_erasure_clears_the_l
     seen: list[str] = []
     cursor = None
     for table in ("activities", "decision_log"):
-        seen, cursor = [], None
+        seen, cursor, sizes = [], None, []
         while True:
             page, cursor = await list_activities(
                 store,
@@ -260,10 +294,11 @@ async def test_latest_decisions_page_through_duplicates_and_erasure_clears_the_l
                 cursor,
                 table=table,  # type: ignore[arg-type]
             )
-            assert len(page) == 7 or cursor is None
+            sizes.append(len(page))
             seen += [item["activity_id"] for item in page]
             if cursor is None:
                 break
+        assert sizes == [7, 7, 7, 7, 2], table  # 30 distinct activities = 4 x 7 + 2
         assert len(seen) == len(set(seen)) == 30, table
     expected = [str(uuid.uuid5(uuid.NAMESPACE_URL, f"a{n}")) for n in range(30)]
     assert seen == expected, "newest first"
