@@ -3,6 +3,8 @@ over HTTP sends through Kafka, a pause over HTTP stops it, and an erased user di
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.e2e
 API = "/api/v1/035-sequential-messaging-engine"
+PAUSE_GRACE_SECONDS = 1.0
 
 
 def signup(user: str) -> tuple[bytes, bytes]:
@@ -63,14 +66,29 @@ async def test_create_pause_and_erase_through_http_drive_the_running_engine(
 
             paused = await http.patch(f"{API}/{config['id']}", json={"status": "PAUSED"})
             assert paused.json()["status"] == "PAUSED"
+            acknowledged = time.monotonic()  # the response has arrived
+            # A pause applies within a second of its acknowledgement (the engine reads it from
+            # sme.configs); fay signs up after that second, so no engine may still enrol her.
+            # This waits for the grace itself to pass, not for an effect.
+            await asyncio.sleep(max(0.0, acknowledged + PAUSE_GRACE_SECONDS - time.monotonic()))
             await publish(bootstrap, env["SME_TOPIC_EVENTS"], [signup("fay")])
 
-            async def fay_processed() -> bool:  # the engine consumed fay's signup
+            async def engine_counter(sample: str) -> float:
                 metrics = (await http.get(deployment.engine_metrics_url)).text
-                return 'sme_events_in_total{type="signed_up"} 2.0' in metrics
+                line = next((x for x in metrics.splitlines() if x.startswith(sample + " ")), "")
+                return float(line.split()[-1]) if line else 0.0
+
+            async def fay_processed() -> bool:  # the engine decided fay's signup
+                return await engine_counter('sme_events_in_total{type="signed_up"}') >= 2
 
             await eventually(fay_processed, timeout=30, what="the engine processing fay's signup")
-            assert [c["user_id"] for c in await sms.poll()] == ["eve"], "nothing sent while paused"
+
+            async def every_sms_read() -> bool:  # what the engine decided is on the topic, read
+                decided = await engine_counter('sme_commands_out_total{channel="sms"}')
+                return len(await sms.poll()) >= decided
+
+            await eventually(every_sms_read, timeout=30, what="every sms the engine decided")
+            assert [c["user_id"] for c in sms.seen] == ["eve"], "nothing sent while paused"
 
         erased = await http.delete("/api/v1/workspaces/acme/users/eve")
         assert erased.status_code == 202

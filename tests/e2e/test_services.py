@@ -3,6 +3,7 @@ deployment runs them: `sme engine` and `sme gateway` with SME_* settings."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -110,17 +111,22 @@ async def test_an_event_published_to_kafka_shows_up_in_the_gateway_and_on_the_ch
     assert _stop(deployment.engine) in (0, -signal.SIGINT), _log_tail(deployment)
 
 
-def test_a_second_gateway_on_the_same_embedded_store_fails_fast_with_the_owner(
+async def test_a_second_gateway_on_the_same_embedded_store_fails_fast_with_the_owner(
     deployment: Deployment,
 ) -> None:
-    import time
-
-    deadline = time.monotonic() + 60
     lock = Path(deployment.env["SME_DATA_DIR"]) / "clickhouse.lock"
-    while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
-        time.sleep(0.2)
+
+    async def held_by_the_gateway() -> bool:
+        # It used to poll for up to 60 s and go on regardless; now the lock must be the
+        # running gateway's before a second one is started against it.
+        return lock.exists() and lock.read_text().strip() == str(deployment.gateway.pid)
+
+    await eventually(
+        held_by_the_gateway, timeout=90, what="the gateway's store lock\n" + _log_tail(deployment)
+    )
     env = {**deployment.env, "SME_HTTP_PORT": str(free_port())}
-    second = subprocess.run(
+    second = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "sme", "gateway"],
         env=env,
         capture_output=True,

@@ -191,23 +191,24 @@ async def test_a_pause_stops_commands_within_a_second_under_a_steady_stream(
     from tests.support.kafka_io import TopicReader
     from tests.support.runtime import running_engine
 
+    grace = timedelta(seconds=1)
     s = test_settings
     steady = {**copy.deepcopy(SEQUENCE), "experiment": {"holdout_pct": 0, "baseline_pct": 100}}
     steady["steps"] = [{"id": "now", "template": "now", "channels": ["email"]}]
     async with (
         running_gateway(s) as api,
-        running_engine(s),
+        running_engine(s) as engine,
         TopicReader(s.kafka_bootstrap_servers, s.command_topics["email"]) as emails,
     ):
         config = await create(api, **steady)
         producer = AIOKafkaProducer(bootstrap_servers=s.kafka_bootstrap_servers)
         await producer.start()
         stop = asyncio.Event()
+        published: list[datetime] = []  # when each signup was handed to the broker
 
         async def stream_signups() -> None:
-            n = 0
             while not stop.is_set():
-                n += 1
+                n = len(published) + 1
                 body = {
                     "event_id": f"p{n}",
                     "workspace_id": "acme",
@@ -215,8 +216,11 @@ async def test_a_pause_stops_commands_within_a_second_under_a_steady_stream(
                     "type": "signed_up",
                     "occurred_at": datetime.now().astimezone().isoformat(),
                 }
-                await producer.send(s.topic_events, orjson.dumps(body), key=f"u{n}".encode())
-                await asyncio.sleep(0.02)
+                await producer.send_and_wait(
+                    s.topic_events, orjson.dumps(body), key=f"u{n}".encode()
+                )
+                published.append(datetime.now().astimezone())
+                await asyncio.sleep(0.02)  # the stream's pace, not a wait for an effect
 
         streaming = asyncio.create_task(stream_signups())
         try:
@@ -225,18 +229,34 @@ async def test_a_pause_stops_commands_within_a_second_under_a_steady_stream(
             )
             response = await api.patch(f"{API}/{config['id']}", json={"status": "PAUSED"})
             assert response.status_code == 200
-            paused_at = datetime.now().astimezone()
-            deadline = paused_at + timedelta(seconds=4)
-            while datetime.now().astimezone() < deadline:  # keep the stream going past the pause
-                await emails.poll()
+            acknowledged = datetime.now().astimezone()  # the response has arrived
+
+            async def stream_past_the_grace() -> bool:  # signups decided after it, surely
+                return sum(at > acknowledged + grace for at in published) >= 10
+
+            await eventually(stream_past_the_grace, timeout=60, what="signups after the grace")
         finally:
             stop.set()
             await streaming
             await producer.stop()
+
+        def counted(name: str, labels: dict[str, str]) -> float:
+            return engine.metrics.registry.get_sample_value(name, labels) or 0.0
+
+        async def all_decided() -> bool:
+            return counted("sme_events_in_total", {"type": "signed_up"}) >= len(published)
+
+        await eventually(all_decided, timeout=60, what="every signup decided")
+
+        async def all_read() -> bool:  # every command decided is on the topic and read
+            decided = counted("sme_commands_out_total", {"channel": "email"})
+            return len(await emails.poll()) >= decided
+
+        await eventually(all_read, timeout=60, what="every command read")
         late = [
             c
             for c in emails.seen
-            if datetime.fromisoformat(str(c["decided_at"])) > paused_at + timedelta(seconds=1)
+            if datetime.fromisoformat(str(c["decided_at"])) > acknowledged + grace
         ]
         assert late == [], f"{len(late)} commands decided more than 1 s after the pause"
 

@@ -99,16 +99,22 @@ async def _direct(store: ClickHouseStore, workspace: str) -> dict[str, Any]:
     }
 
 
-async def _quiet(store: ClickHouseStore, seconds: float = 4.0) -> None:
-    """Wait until no activity has arrived for `seconds` (the second step sends a second
-    after the first)."""
-    import asyncio
+async def _finished(store: ClickHouseStore, users: int) -> None:
+    """Wait until every user's enrollment has ended (completed, or exited on the goal): after
+    that nothing is due, so no further activity can arrive (it used to wait for 4 s without
+    a new row, which a slow second step outlasts)."""
 
-    last, still = -1, 0.0
-    while still < seconds:
-        rows = (await store.query("SELECT count() FROM {db}.activities")).result_rows
-        last, still = rows[0][0], (still + 0.5 if rows[0][0] == last else 0.0)
-        await asyncio.sleep(0.5)
+    async def all_exited() -> bool:
+        rows = (
+            await store.query(
+                "SELECT uniqExactIf(user_id, type = 'enrolled'), "
+                "uniqExactIf(user_id, type = 'enrollment_exited') FROM {db}.activities FINAL "
+                "WHERE workspace_id = 'acme'"
+            )
+        ).result_rows
+        return bool(rows[0] == (users, users))
+
+    await eventually(all_exited, timeout=90, what="every enrollment ended")
 
 
 async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
@@ -142,7 +148,7 @@ async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
             return bool(rows[0] == (len(users[::4]), 1))
 
         await eventually(settled, timeout=90, what="conversions and the dead letter stored")
-        await _quiet(store)
+        await _finished(store, len(users))
         direct = await _direct(store, "acme")
         assert direct["sent"] > 0 and direct["conversions"] == len(users[::4])
 

@@ -4,13 +4,16 @@ engine restart, and a pause that stops sends until resume."""
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from sme.engine.app import Engine
 from sme.settings import Settings
 from sme.topics import ensure_topics
+from tests.support.clock import ShiftableClock
 from tests.support.events import event
 from tests.support.kafka_io import TopicReader, publish, publish_config
 from tests.support.runtime import engine_and_sink, running_engine
@@ -61,25 +64,25 @@ async def test_three_steps_fire_on_time_and_a_click_suppresses_the_nudge(
         TopicReader(s.kafka_bootstrap_servers, topics["sms"]) as smses,
         TopicReader(s.kafka_bootstrap_servers, topics["push"]) as pushes,
     ):
-        await publish(
-            s.kafka_bootstrap_servers,
-            s.topic_events,
-            [event("s-ada", "ada", "signed_up"), event("s-bob", "bob", "signed_up")],
-        )
-        hellos = await eventually(lambda: _count(emails, 2), timeout=60, what="two hello emails")
-        ada_hello = next(c for c in hellos if c["user_id"] == "ada")
+        # Ada's click follows her signup on her own key, so it is decided right after her
+        # enrollment and before her nudge can fall due, however slow the machine (published
+        # after her hello was seen, it raced the 2 s wait).
         await publish(
             s.kafka_bootstrap_servers,
             s.topic_events,
             [
-                event(
-                    "c-ada", "ada", "clicked", channel="email", command_id=ada_hello["command_id"]
-                ),
+                event("s-ada", "ada", "signed_up"),
+                event("s-bob", "bob", "signed_up"),
+                event("c-ada", "ada", "clicked", channel="email"),
             ],
         )
+        hellos = await eventually(lambda: _count(emails, 2), timeout=60, what="two hello emails")
+        ada_hello = next(c for c in hellos if c["user_id"] == "ada")
 
         offers = await eventually(lambda: _count(pushes, 2), timeout=30, what="two offers")
-        nudges = await smses.poll()
+        # Each user's nudge was acknowledged before their offer was decided: the sms topic
+        # up to its end now holds every nudge there will be.
+        nudges = await smses.read_to_end()
         assert [n["user_id"] for n in nudges] == ["bob"], "ada clicked, so her nudge is skipped"
 
         bob = {
@@ -148,21 +151,48 @@ async def test_nothing_is_sent_while_paused_and_the_overdue_step_fires_once_on_r
     test_settings: Settings,
 ) -> None:
     s = test_settings
+    hourly = copy.deepcopy(THREE_STEPS)
+    for step in hourly["steps"][1:]:
+        step["wait"] = "PT1H"  # falls due only when the test moves the engine's clock
+    await publish_config(s, {**hourly, "version": 2})  # read before the engine starts
+    clock = ShiftableClock()
     async with (
-        running_engine(s),
+        running_engine(s, clock=clock) as engine,
         TopicReader(s.kafka_bootstrap_servers, s.command_topics["sms"]) as smses,
         TopicReader(s.kafka_bootstrap_servers, s.command_topics["email"]) as emails,
     ):
         await publish(s.kafka_bootstrap_servers, s.topic_events, [event("s-di", "di", "signed_up")])
         await eventually(emails.poll, timeout=60, what="the hello email")
-        await publish_config(s, {**THREE_STEPS, "status": "PAUSED", "version": 2})
-        deadline = datetime.now().astimezone() + timedelta(seconds=WAIT + 2)
-        while datetime.now().astimezone() < deadline:  # the nudge falls due during the pause
-            assert await smses.poll() == [], "nothing may be sent while paused"
-        await publish_config(s, {**THREE_STEPS, "status": "ACTIVE", "version": 3})
+
+        async def nudge_armed() -> bool:  # the hello's batch is stored and di's timer set
+            return len(engine.due) == 1
+
+        await eventually(nudge_armed, timeout=30, what="di's nudge timer armed")
+        await publish_config(s, {**hourly, "status": "PAUSED", "version": 3})
+
+        async def pause_applied() -> bool:
+            return engine.configs.paused("onboarding")
+
+        await eventually(pause_applied, timeout=30, what="the engine applying the pause")
+        ticks_before = _sample(engine, "sme_timer_ticks_sent_total")
+        clock.advance(timedelta(hours=1, seconds=1))  # the nudge falls due during the pause
+
+        async def due_step_handled() -> bool:  # woken, decided, then parked with its sequence
+            return _sample(engine, "sme_timer_ticks_sent_total") > ticks_before and not len(
+                engine.due
+            )
+
+        await eventually(due_step_handled, timeout=30, what="the due nudge handled while paused")
+        assert await smses.read_to_end() == [], "nothing may be sent while paused"
+        await publish_config(s, {**hourly, "status": "ACTIVE", "version": 4})
         nudges = await eventually(smses.poll, timeout=30, what="the overdue nudge after resume")
         assert len(nudges) == 1
-        assert nudges[0]["config_version"] == 3
+        assert nudges[0]["config_version"] == 4
+        assert len(await smses.read_to_end()) == 1
+
+
+def _sample(engine: Engine, name: str) -> float:
+    return engine.metrics.registry.get_sample_value(name) or 0.0
 
 
 async def _count(reader: TopicReader, n: int) -> list[dict[str, Any]]:

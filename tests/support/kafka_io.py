@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sme.contracts.config_records import SequenceRecord, record_key
 from sme.contracts.sequences import SequenceConfig
 from sme.settings import Settings
+from tests.support.waiting import eventually
 
 
 async def publish(
@@ -54,6 +55,29 @@ class TopicReader:
         batches = await self.consumer.getmany(timeout_ms=200)
         for records in batches.values():
             self.seen.extend(orjson.loads(r.value) for r in records if r.value)
+        return self.seen
+
+    async def read_to_end(self, timeout: float = 30.0) -> list[dict[str, object]]:
+        """Everything the topic holds now: reads until this reader's position reaches the end
+        offset (taken now) of every partition. After it, something missing from `seen` is
+        missing from the topic, not merely not fetched yet."""
+
+        async def every_partition() -> set[TopicPartition]:
+            await self.poll()  # drives the group join
+            assigned = self.consumer.assignment()
+            topics = {tp.topic for tp in assigned}
+            count = sum(len(self.consumer.partitions_for_topic(t) or ()) for t in topics)
+            return set(assigned) if assigned and len(assigned) == count else set()
+
+        partitions = await eventually(every_partition, timeout, what="the reader's partitions")
+        ends = await self.consumer.end_offsets(list(partitions))
+
+        async def at_end() -> bool:
+            await self.poll()
+            positions = [await self.consumer.position(tp) for tp in ends]
+            return all(p >= end for p, end in zip(positions, ends.values(), strict=True))
+
+        await eventually(at_end, timeout, interval=0.05, what="the reader at the topic's end")
         return self.seen
 
 

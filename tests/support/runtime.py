@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
 from faust.contrib.asgi import faust_app_running
 from prometheus_client import CollectorRegistry
 
-from sme.engine.app import Engine
+from sme.engine.app import Engine, utc_now
 from sme.gateway.metrics import GatewayMetrics
 from sme.gateway.sink import ActivitySink
 from sme.settings import Settings
@@ -22,9 +23,14 @@ from tests.support.waiting import eventually
 
 
 @contextlib.asynccontextmanager
-async def running_engine(settings: Settings) -> AsyncIterator[Engine]:
+async def running_engine(
+    settings: Settings, clock: Callable[[], datetime] | None = None
+) -> AsyncIterator[Engine]:
+    """`clock`: the engine's clock (e.g. a `ShiftableClock`); the wall clock by default."""
     await ensure_topics(settings)
-    engine = Engine(settings.model_copy(update={"engine_web_port": free_port()}))
+    engine = Engine(
+        settings.model_copy(update={"engine_web_port": free_port()}), clock=clock or utc_now
+    )
     async with faust_app_running(engine.app, stop_timeout=20):
         await asyncio.wait_for(engine.configs_loaded.wait(), 60)
 
