@@ -15,6 +15,7 @@ from sme.topics import ensure_topics
 from tests.support.events import event
 from tests.support.gateway import running_gateway
 from tests.support.kafka_io import publish
+from tests.support.oracles import katz_lift
 from tests.support.runtime import running_engine
 from tests.support.waiting import eventually
 
@@ -86,9 +87,23 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         assert [row["period"] for row in body["series"]] == [today.isoformat()] * len(
             body["series"]
         )
-        for name in ("vs_baseline", "vs_holdout"):
+        arms = body["arms"]
+        assert arms.get("adaptive", {}).get("enrolled"), "40 users split 40/40/20"
+        for name, control in (("vs_baseline", "baseline"), ("vs_holdout", "holdout")):
             lift = body["lift"][name]
-            assert lift is None or lift["ci95_low"] <= lift["estimate"] <= lift["ci95_high"]
+            treated, other = arms["adaptive"], arms.get(control, {"enrolled": 0})
+            if not other["enrolled"]:  # an empty arm has no rate (a rare split of 40 users)
+                assert lift is None, name
+                continue
+            expected = katz_lift(
+                min(treated["conversions"], treated["enrolled"]),
+                treated["enrolled"],
+                min(other["conversions"], other["enrolled"]),
+                other["enrolled"],
+            )
+            assert lift is not None, name
+            got = (lift["estimate"], lift["ci95_low"], lift["ci95_high"])
+            assert got == pytest.approx(expected), name
 
         # per channel, suppressions by reason, incremental figures and the error rate
         by_channel = (

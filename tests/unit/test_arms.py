@@ -3,6 +3,7 @@ restarts and instances, and the population splits in the configured proportions.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
 import pytest
@@ -21,11 +22,24 @@ def split(config_id: str, experiment: Experiment) -> dict[Arm, float]:
     return {arm: counts[arm] / len(USERS) for arm in Arm}
 
 
+def oracle_arm(config_id: str, user_id: str, holdout_bps: int, baseline_bps: int) -> Arm:
+    """The documented assignment, written out independently: SHA-256 of
+    "<len(config)>:<config><user>", the first 8 bytes big-endian modulo 10,000 buckets;
+    buckets below the holdout's basis points are holdout, the next baseline's are baseline."""
+    digest = hashlib.sha256(f"{len(config_id)}:{config_id}{user_id}".encode()).digest()
+    b = int.from_bytes(digest[:8], "big") % 10_000
+    if b < holdout_bps:
+        return Arm.HOLDOUT
+    return Arm.BASELINE if b < holdout_bps + baseline_bps else Arm.ADAPTIVE
+
+
 @given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
 def test_the_same_config_and_user_always_get_the_same_arm(config_id: str, user_id: str) -> None:
-    experiment = Experiment(holdout_pct=10, baseline_pct=45)
+    experiment = Experiment(holdout_pct=10, baseline_pct=45)  # 1,000 and 4,500 buckets
 
-    assert assign_arm(config_id, user_id, experiment) == assign_arm(config_id, user_id, experiment)
+    expected = oracle_arm(config_id, user_id, 1_000, 4_500)
+    assert assign_arm(config_id, user_id, experiment) is expected
+    assert assign_arm(config_id, user_id, experiment) is expected, "and again"
     assert 0 <= bucket(config_id, user_id) < BUCKETS
 
 
@@ -70,9 +84,12 @@ def test_growing_the_holdout_only_moves_users_into_it() -> None:
         Experiment(holdout_pct=15, baseline_pct=0),
     )
 
-    for user in USERS[:5000]:
-        if assign_arm("cfg", user, small) is Arm.HOLDOUT:
-            assert assign_arm("cfg", user, large) is Arm.HOLDOUT
+    in_small = {u for u in USERS[:5000] if assign_arm("cfg", u, small) is Arm.HOLDOUT}
+    in_large = {u for u in USERS[:5000] if assign_arm("cfg", u, large) is Arm.HOLDOUT}
+
+    assert len(in_small) == pytest.approx(250, abs=60)  # 5% of 5,000, never vacuous
+    assert in_small <= in_large
+    assert len(in_large) == pytest.approx(750, abs=90)  # 15% of 5,000
 
 
 def test_config_and_user_ids_cannot_be_shifted_into_each_other() -> None:

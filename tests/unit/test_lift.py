@@ -100,16 +100,31 @@ def test_the_interval_covers_the_true_lift_about_95_percent_of_the_time() -> Non
 def test_lift_report_compares_adaptive_with_baseline_and_holdout() -> None:
     report = lift_report({"adaptive": (60, 1000), "baseline": (50, 1000), "holdout": (40, 1000)})
     assert set(report) == {"vs_baseline", "vs_holdout"}
-    assert report["vs_baseline"] == relative_lift(60, 1000, 50, 1000)
-    assert report["vs_holdout"] == relative_lift(60, 1000, 40, 1000)
-    assert isinstance(report["vs_holdout"], Lift)
-    assert report["vs_holdout"].to_dict()["estimate"] == pytest.approx(0.5)
+    vs_baseline, vs_holdout = report["vs_baseline"], report["vs_holdout"]
+    assert isinstance(vs_baseline, Lift) and isinstance(vs_holdout, Lift)
+    # 60/1000 vs 50/1000: RR = 1.2; SE = sqrt(1/60 - 1/1000 + 1/50 - 1/1000) = 0.186190;
+    # z * SE = 1.959964 * 0.186190 = 0.364925; CI = 1.2 * exp(-/+ 0.364925) - 1.
+    assert vs_baseline.to_dict() == {
+        "estimate": pytest.approx(0.2),
+        "ci95_low": pytest.approx(-0.166902, abs=1e-6),
+        "ci95_high": pytest.approx(0.728488, abs=1e-6),
+        "method": METHOD,
+    }
+    # 60/1000 vs 40/1000: RR = 1.5; SE = sqrt(1/60 - 1/1000 + 1/40 - 1/1000) = 0.199165;
+    # z * SE = 0.390356; CI = 1.5 * exp(-/+ 0.390356) - 1.
+    assert vs_holdout.to_dict() == {
+        "estimate": pytest.approx(0.5),
+        "ci95_low": pytest.approx(0.015224, abs=1e-6),
+        "ci95_high": pytest.approx(1.216260, abs=1e-6),
+        "method": METHOD,
+    }
 
 
 def test_lift_report_leaves_out_comparisons_without_users() -> None:
     report = lift_report({"adaptive": (60, 1000), "baseline": (50, 1000), "holdout": (0, 0)})
     assert report["vs_holdout"] is None
-    assert report["vs_baseline"] is not None
+    vs_baseline = report["vs_baseline"]
+    assert vs_baseline is not None and vs_baseline.estimate == pytest.approx(0.2)  # 6% / 5% - 1
     assert lift_report({"baseline": (5, 10)}) == {"vs_baseline": None, "vs_holdout": None}
 
 

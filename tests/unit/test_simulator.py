@@ -17,6 +17,7 @@ from sme.contracts.channels import Channel
 from sme.simulator.cli import add_parser, main, run
 from sme.simulator.run import Result, simulate
 from sme.simulator.world import Scenario, load_scenario, parse_scenario, scenario_names
+from tests.support.oracles import katz_lift
 
 
 @pytest.fixture(scope="module")
@@ -173,11 +174,20 @@ def test_a_scenario_file_may_carry_a_comment() -> None:
 def test_cli_prints_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--users", "300", "--days", "5", "--seed", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
+    arms = out["arms"]
     for arm in ("adaptive", "baseline", "holdout"):
-        assert {"users", "conversions", "conversion_rate"} <= set(out["arms"][arm])
-    for name in ("vs_baseline", "vs_holdout"):
+        assert {"users", "conversions", "conversion_rate"} <= set(arms[arm])
+        assert arms[arm]["users"] > 0, arm  # 300 users split 10/45/45: no arm is empty
+    for name, control in (("vs_baseline", "baseline"), ("vs_holdout", "holdout")):
+        expected = katz_lift(
+            arms["adaptive"]["conversions"],
+            arms["adaptive"]["users"],
+            arms[control]["conversions"],
+            arms[control]["users"],
+        )
         lift = out["lift"][name]
-        assert lift is None or {"estimate", "ci95_low", "ci95_high"} <= set(lift)
+        assert lift is not None, name
+        assert (lift["estimate"], lift["ci95_low"], lift["ci95_high"]) == pytest.approx(expected)
     assert out["scenario"] == "default" and out["seed"] == 2
 
 
