@@ -257,10 +257,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             str | None, Query(description="`next_cursor` of the previous page", max_length=512)
         ] = None,
     ) -> dict[str, object]:
-        if who.workspace_id is not None:
-            request.app.state.gw.configs.get(config_id, who.workspace_id)  # 404 if foreign
         if cursor is not None:
-            _check_cursor(cursor)
+            _check_cursor(cursor)  # parameters first (422), like those FastAPI validates
+        # 404 for an unknown id whoever asks (admin and no-auth too), and for a foreign one
+        request.app.state.gw.configs.get(config_id, who.workspace_id)
         flt = ActivityFilter(
             config_id=config_id,
             types=tuple(t.value for t in type or ()),
