@@ -63,16 +63,29 @@ def run_topics(settings: Settings) -> None:
     print("created: " + (", ".join(created) if created else "nothing (all topics exist)"))
 
 
-def run_configs_apply(settings: Settings, paths: list[Path]) -> None:
-    from sme.config_publish import load_file, publish_records
-    from sme.contracts.config_records import record_key
+def run_configs_apply(settings: Settings, paths: list[Path]) -> int:
+    """Every file validated first, then each document written through the configuration
+    API's own rules (versioned create-or-update, STOPPED final, kill switch, one workspace
+    per id, a `config_changed` activity); stops at the first document refused."""
+    from sme.config_publish import apply_records, load_file
+    from sme.gateway.config_service import InvalidConfigError
     from sme.topics import ensure_topics
 
     records = [record for path in paths for record in load_file(path)]
-    asyncio.run(ensure_topics(settings))
-    asyncio.run(publish_records(settings, records))
-    for record in records:
-        print(f"published {record_key(record)}")
+
+    async def apply() -> None:
+        await ensure_topics(settings)
+        for applied in await apply_records(settings, records):
+            print(applied, flush=True)
+
+    try:
+        asyncio.run(apply())
+    except InvalidConfigError as exc:
+        for error in exc.errors:
+            where = ".".join(str(part) for part in error["loc"][1:])
+            print(f"sme: invalid configuration: {where}: {error['msg']}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
@@ -148,15 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate(sub)
     configs = sub.add_parser(
         "configs",
-        help="publish configurations to the config topic",
-        description="Publish sequence configurations or workspace settings (JSON files) to the "
-        "compacted config topic, as the configuration API does.",
+        help="write configurations through the configuration API's rules",
+        description="Create or update sequence configurations or workspace settings (JSON "
+        "files) with the configuration API's write path: versioned, validated, logged as "
+        "config_changed; STOPPED is final and the kill switch holds. Needs only the broker.",
     )
     configs_sub = configs.add_subparsers(dest="configs_command", required=True, metavar="ACTION")
     apply = configs_sub.add_parser(
         "apply",
-        help="validate and publish JSON files",
-        description="Validate each file (one document or a list) and publish it.",
+        help="validate and apply JSON files",
+        description="Validate each file (one document or a list), then create or update "
+        "each configuration it names (an unchanged one is left as it is).",
     )
     apply.add_argument("paths", type=Path, nargs="+", metavar="FILE")
     report = sub.add_parser(
@@ -252,8 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"stored the hash in {path}; set SME_API_KEYS_FILE={path}", file=sys.stderr)
             return 0
         if args.command == "configs":
-            run_configs_apply(settings, args.paths)
-            return 0
+            return run_configs_apply(settings, args.paths)
         {"engine": run_engine, "gateway": run_gateway, "topics": run_topics}[args.command](settings)
     except ValidationError as exc:
         print(f"sme: invalid configuration:\n{exc}", file=sys.stderr)

@@ -60,6 +60,19 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+def merge_diff(old: Any, new: Any) -> Any:
+    """The RFC 7386 merge patch that turns `old` into `new` (null deletes a key)."""
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return new
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old:
+            patch[key] = value
+        elif old[key] != value:
+            patch[key] = merge_diff(old[key], value)
+    return patch
+
+
 M = TypeVar("M", SequenceConfig, WorkspaceSettings)
 
 
@@ -117,7 +130,9 @@ class ConfigService:
             "updated_at": now,
         }
         document.setdefault("status", Status.ACTIVE.value)
-        config = _validated(SequenceConfig, document)
+        return await self._create(_validated(SequenceConfig, document), actor)
+
+    async def _create(self, config: SequenceConfig, actor: str) -> SequenceConfig:
         if config.status is Status.ACTIVE and self._engaged(config.workspace_id):
             async with self._switch_lock:  # not while a release is resuming what it held
                 if self._engaged(config.workspace_id):
@@ -125,6 +140,74 @@ class ConfigService:
         await self._publish(SequenceRecord(config=config))
         await self._log_change(config.workspace_id, config.id, actor, None, config, ["*"])
         return config
+
+    async def apply_sequence(
+        self, document: dict[str, Any], actor: str
+    ) -> tuple[SequenceConfig, str]:
+        """Create-or-update from a whole configuration document that names its id (what
+        `sme configs apply` does), through the same rules as the API: a new id is created at
+        version 1 (PAUSED and held while the kill switch is engaged); an existing one is
+        replaced by the document as a versioned update (STOPPED is final, no resume while the
+        switch is engaged; a `status` left out keeps the current one; a `version` in the
+        document must be the current one); an unchanged document writes nothing; an id that
+        belongs to another workspace is refused. Returns the configuration and what happened
+        (`created`, `updated` or `unchanged`)."""
+        config_id = document.get("id")
+        if not isinstance(config_id, str) or not config_id:
+            raise InvalidConfigError(
+                [
+                    {
+                        "loc": ["body", "id"],
+                        "msg": "a configuration file names its id",
+                        "type": "missing",
+                    }
+                ]
+            )
+        async with self._lock(config_id):
+            current = self.registry.get(config_id)
+            desired = {k: v for k, v in document.items() if k not in SERVER_FIELDS}
+            if current is None:
+                now = datetime.now(UTC)
+                created = {
+                    **desired,
+                    "id": config_id,
+                    "version": 1,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                return await self._create(_validated(SequenceConfig, created), actor), "created"
+            self._check_owner(config_id, document.get("workspace_id"))
+            expected = document.get("version")
+            if expected is not None and not isinstance(expected, int):
+                raise InvalidConfigError(
+                    [
+                        {
+                            "loc": ["body", "version"],
+                            "msg": "must be a version number",
+                            "type": "int_type",
+                        }
+                    ]
+                )
+            kept = {f: getattr(current, f) for f in (*SERVER_FIELDS, "status")}
+            candidate = _validated(SequenceConfig, {**kept, **desired, "id": config_id})
+            if candidate == current:
+                if expected is not None and expected != current.version:
+                    raise ConfigConflictError(
+                        f"version {expected} is stale; the current version is {current.version}"
+                    )
+                return current, "unchanged"
+            patch = merge_diff(current.model_dump(mode="json"), candidate.model_dump(mode="json"))
+            updated = await self._patch(config_id, patch, expected, actor, current.workspace_id)
+            return updated, "updated"
+
+    def _check_owner(self, config_id: str, workspace_id: object) -> None:
+        """A configuration id belongs to one workspace: a write naming it for another is
+        refused (it would overwrite that workspace's sequence)."""
+        current = self.registry.get(config_id)
+        if current is not None and current.workspace_id != workspace_id:
+            raise ConfigConflictError(
+                f"configuration id {config_id} already belongs to another workspace"
+            )
 
     async def _create_held(self, config: SequenceConfig, actor: str) -> SequenceConfig:
         """Created while the workspace's kill switch is engaged: stored PAUSED and added to the
@@ -261,6 +344,36 @@ class ConfigService:
         async with self._switch_lock:
             return await self._put_workspace(workspace_id, body, actor)
 
+    async def apply_workspace(
+        self, document: dict[str, Any], actor: str
+    ) -> tuple[WorkspaceSettings, str]:
+        """Settings from a whole document naming its workspace (what `sme configs apply`
+        does), written as the API's PUT writes them: versioned, the kill switch carried over
+        (a document may repeat the current switch, not change it: that is the kill-switch
+        endpoint's), an unchanged document writes nothing."""
+        workspace_id = document.get("workspace_id")
+        if not isinstance(workspace_id, str) or not workspace_id:
+            raise InvalidConfigError(
+                [{"loc": ["body", "workspace_id"], "msg": "field required", "type": "missing"}]
+            )
+        async with self._switch_lock:
+            current = self.registry.workspace(workspace_id)
+            switch = current.kill_switch if current else KillSwitch()
+            body = {
+                k: v
+                for k, v in document.items()
+                if k not in ("workspace_id", "version", "updated_at")
+            }
+            if "kill_switch" in body and body["kill_switch"] == switch.model_dump(mode="json"):
+                del body["kill_switch"]
+            if current is not None and "kill_switch" not in body:
+                kept = {"version": current.version, "updated_at": current.updated_at}
+                candidate = {**body, **kept, "workspace_id": workspace_id}
+                if _validated(WorkspaceSettings, {**candidate, "kill_switch": switch}) == current:
+                    return current, "unchanged"
+            settings = await self._put_workspace(workspace_id, body, actor)
+            return settings, "updated" if current else "created"
+
     async def _put_workspace(
         self, workspace_id: str, body: dict[str, Any], actor: str
     ) -> WorkspaceSettings:
@@ -359,6 +472,8 @@ class ConfigService:
 
     # --- plumbing -------------------------------------------------------------------------
     async def _publish(self, record: SequenceRecord | WorkspaceRecord) -> None:
+        if isinstance(record, SequenceRecord):  # whatever door the write came through
+            self._check_owner(record.config.id, record.config.workspace_id)
         key, value = record_key(record), record.model_dump_json().encode()
         await self.producer.send_and_wait(self.settings.topic_configs, value, key=key.encode())
         self.registry.apply(key, value)
