@@ -16,11 +16,12 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 
 
 def exported_series() -> set[str]:
-    registry = CollectorRegistry()
-    EngineMetrics(registry)
-    GatewayMetrics(registry)
+    engine, gateway = CollectorRegistry(), CollectorRegistry()  # one per service: both export
+    EngineMetrics(engine)  # the supervisor's sme_worker_* series, labelled by worker
+    GatewayMetrics(gateway)
     return {
         family.name + suffix
+        for registry in (engine, gateway)
         for family in registry.collect()
         for suffix in SUFFIXES.get(family.type, ("",))
     }

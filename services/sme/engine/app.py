@@ -61,6 +61,7 @@ from sme.engine.stats_board import StatsBoard
 from sme.engine.timers import DueIndex, Wakeup
 from sme.routing import owner_partition
 from sme.settings import Settings
+from sme.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
@@ -95,7 +96,6 @@ SMALL_ROCKSDB = {
 defaults (64 MiB buffers, a 2 GiB cache per store, 6 partitions x 3 tables) let RSS climb for
 hours; these bound the engine's tables to about 6 x (32 + 2 x 3) MiB = 228 MiB."""
 REWIND_PATIENCE_SECONDS = 5.0
-RESTART_BACKOFF_SECONDS = (1.0, 2.0, 5.0, 10.0)
 AUDIT_INTERVAL_SECONDS = 2.0
 STALL_SECONDS = 10.0
 """A partition whose fetch position is past its stored position, and from which no input has
@@ -242,23 +242,37 @@ class Engine:
         self._stats_mirror = TopicMirror(
             settings.kafka_bootstrap_servers, settings.topic_stats, self.stats.apply
         )
-        # Background work never crashes the app: a broker hiccup would stop the engine.
-        for name, run in (
-            ("intake", self.intake.run),
-            ("configs-mirror", self._configs_mirror.run),
-            ("stats-mirror", self._stats_mirror.run),
+        # Background work never crashes the app: a broker hiccup would stop the engine. One
+        # supervisor restarts each worker with backoff, counts failures and knows readiness;
+        # Faust starts its loops once tables are recovered and cancels them on shutdown.
+        self.workers = Supervisor(self.metrics.workers)
+        for name, run, ready in (
+            ("intake", self.intake.run, lambda: self.intake.consumer is not None),
+            ("configs-mirror", self._configs_mirror.run, self._configs_mirror.caught_up.is_set),
+            ("stats-mirror", self._stats_mirror.run, None),
         ):
-            self.app.task(self._forever(name, run))
+            self.app.task(self.workers.forever(name, run, ready).run)
         for interval, name, tick in (
             (settings.timer_interval_seconds, "timers", self._wake_due_users),
             (settings.stats_publish_seconds, "stats-publish", self._publish_stats),
             (LAG_INTERVAL_SECONDS, "lag", self.report_lag),
             (AUDIT_INTERVAL_SECONDS, "positions-audit", self._audit_positions),
         ):
-            self.app.timer(interval, name=f"sme.engine.{name}")(self._guarded(name, tick))
+            self.app.task(self.workers.every(name, interval, tick).run)
         self.app.on_rebalance_complete.connect(self._rebuild_due_index)
         self.configs.on_change(self._config_changed)
         setup_prometheus_sensors(self.app, registry=self.metrics.registry, name_prefix="sme_faust")
+        engine = self
+
+        async def readyz(view: Any, request: Any) -> Any:
+            """200 when this instance is ready (see `readiness`), else 503 naming what is not."""
+            try:
+                body = engine.readiness()
+            except Exception as exc:  # e.g. no consumer yet: not ready, never a 500
+                body = {"ready": False, "not_ready": [type(exc).__name__]}
+            return view.json(body, status=200 if body["ready"] else 503)
+
+        self.app.page("/readyz")(readyz)
 
     def owns_inputs(self) -> bool:
         """Whether this instance has been assigned partitions of the inputs topic."""
@@ -269,44 +283,28 @@ class Engine:
         """Set once the config topic has been read up to its start-up end."""
         return self._configs_mirror.caught_up
 
-    # --- background work ---------------------------------------------------------------------
-    def _forever(
-        self, name: str, run: Callable[[], Awaitable[None]]
-    ) -> Callable[[], Awaitable[None]]:
-        """A long-running task, restarted with backoff whenever it fails."""
-
-        async def supervised() -> None:
-            failures = 0
-            while True:
-                try:
-                    await run()
-                    return
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self.metrics.worker_failures.labels(name).inc()
-                    delay = RESTART_BACKOFF_SECONDS[min(failures, len(RESTART_BACKOFF_SECONDS) - 1)]
-                    failures += 1
-                    log.exception("%s failed; restarting in %.0fs", name, delay)
-                    await asyncio.sleep(delay)
-
-        return supervised
-
-    def _guarded(
-        self, name: str, tick: Callable[[], Awaitable[None]]
-    ) -> Callable[[], Awaitable[None]]:
-        """A periodic step whose failure is logged and counted; the next period tries again."""
-
-        async def guarded() -> None:
-            try:
-                await tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.metrics.worker_failures.labels(name).inc()
-                log.exception("%s failed; trying again next period", name)
-
-        return guarded
+    # --- readiness ----------------------------------------------------------------------------
+    def readiness(self) -> dict[str, object]:
+        """Ready when it owns inputs partitions and is not rebalancing or recovering tables,
+        and every background worker is running and ready (the intake's consumer started, the
+        configurations read up to their start-up end, the timers' last round done)."""
+        app = self.app
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # TableManager's
+        checks = {
+            "partitions": self.owns_inputs()
+            and not app.rebalancing
+            and not recovery.in_recovery
+            and recovery.completed.is_set(),
+            "configs": self.configs_loaded.is_set(),
+        }
+        workers = self.workers.workers
+        status = {
+            name: {"ready": w.ready, "failures": w.failures, "last_error": w.last_error}
+            for name, w in workers.items()
+        }
+        not_ready = [k for k, ok in checks.items() if not ok]
+        not_ready += [f"worker:{name}" for name, w in workers.items() if not w.ready]
+        return {"ready": not not_ready, "not_ready": not_ready, "checks": checks, "workers": status}
 
     # --- intake: validate and route to the user's partition --------------------------------
 

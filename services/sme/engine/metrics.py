@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sme.supervisor import WorkerMetrics
+
 MAX_EVENT_TYPE_LABELS = 100
 """Event types come from upstream apps; past this many distinct ones they count as 'other'."""
 
@@ -68,12 +70,7 @@ class EngineMetrics:
             "Times an inputs partition was read again from an input never decided.",
             registry=registry,
         )
-        self.worker_failures = Counter(
-            "sme_engine_worker_failures_total",
-            "Background work that failed and was restarted or retried, by worker.",
-            ["worker"],
-            registry=registry,
-        )
+        self.workers = WorkerMetrics(registry)  # sme_worker_{restarts_total,up}{worker}
         self.ticks_sent = Counter(
             "sme_timer_ticks_sent_total",
             "Tick records sent (each wakes up to 1000 users).",

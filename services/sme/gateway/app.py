@@ -3,7 +3,6 @@ sure the topics exist, run the activity sink, serve health, metrics, the dashboa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -46,6 +45,7 @@ from sme.gateway.openapi_docs import install as install_openapi
 from sme.gateway.params import MOMENT_MAX, MOMENT_MIN, Moment
 from sme.gateway.sink import ActivitySink
 from sme.gateway.sql_api import router as sql_router
+from sme.gateway.users_api import ErasureRecorder
 from sme.gateway.users_api import router as users_router
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
@@ -55,7 +55,8 @@ from sme.storage.queries import (
     decode_cursor,
     list_activities,
 )
-from sme.storage.rollup import Rollup
+from sme.storage.rollup import REFRESH_SECONDS, Rollup
+from sme.supervisor import Supervisor
 from sme.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -79,16 +80,13 @@ class GatewayState:
     store: ClickHouseStore
     producer: AIOKafkaProducer
     sink: ActivitySink
-    sink_task: asyncio.Task[None]
     metrics: GatewayMetrics
     configs: ConfigService
     config_mirror: TopicMirror
-    config_task: asyncio.Task[None]
     history: ConfigHistory
-    history_task: asyncio.Task[None]
-    automation_task: asyncio.Task[None]
     rollup: Rollup
-    rollup_task: asyncio.Task[None]
+    erasures: ErasureRecorder
+    workers: Supervisor  # every background worker: restarts, metrics, readiness
 
 
 def create_app(settings: Settings, registry: CollectorRegistry | None = None) -> FastAPI:
@@ -106,56 +104,44 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
             await producer.start()
             rollup = Rollup(store)
             sink = ActivitySink(settings, store, producer, metrics, rollup)
-            rollup_task = asyncio.create_task(rollup.run(5.0), name="rollup")
-            rollup_task.add_done_callback(_report_task_exit)
-            task = asyncio.create_task(sink.run(), name="activity-sink")
-            task.add_done_callback(_report_task_exit)
             registry = ConfigRegistry()
             history = ConfigHistory(store)
             registry.on_change(history.record)
-            history_task = asyncio.create_task(history.run(), name="config-history")
-            history_task.add_done_callback(_report_task_exit)
             mirror = TopicMirror(
                 settings.kafka_bootstrap_servers, settings.topic_configs, registry.apply
             )
-            mirror_task = asyncio.create_task(mirror.run(), name="config-mirror")
-            mirror_task.add_done_callback(_report_task_exit)
             service = ConfigService(settings, registry, producer)
             monitor = AutomationMonitor(
                 settings, store, service, producer, metrics.automation_warnings
             )
-            automation_task = asyncio.create_task(monitor.run(), name="automation")
-            automation_task.add_done_callback(_report_task_exit)
+            erasures = ErasureRecorder(store)
+            workers = Supervisor(metrics.workers)
+            workers.forever(
+                "activity-sink", sink.run, ready=lambda: sink.started.is_set() and not sink.retrying
+            )
+            workers.forever("config-mirror", mirror.run, ready=mirror.caught_up.is_set)
+            workers.forever("config-history", history.run)
+            workers.every("rollup", REFRESH_SECONDS, rollup.refresh)
+            workers.every("automation", settings.automation_interval_seconds, monitor.check_now)
+            workers.every("erasure-recorder", ErasureRecorder.FLUSH_SECONDS, erasures.flush)
             app.state.gw = GatewayState(
                 settings,
                 store,
                 producer,
                 sink,
-                task,
                 metrics,
                 service,
                 mirror,
-                mirror_task,
                 history,
-                history_task,
-                automation_task,
                 rollup,
-                rollup_task,
+                erasures,
+                workers,
             )
+            workers.start()
             yield
         finally:
             if hasattr(app.state, "gw"):
-                gw = app.state.gw
-                for background in (
-                    gw.sink_task,
-                    gw.config_task,
-                    gw.history_task,
-                    gw.automation_task,
-                    gw.rollup_task,
-                ):
-                    background.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await background
+                await app.state.gw.workers.stop()  # cancels each; consumers close cleanly
             await producer.stop()
             await store.aclose()
 
@@ -219,14 +205,25 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         responses={503: {"description": "not ready: some check failed (same body)"}},
     )
     async def readyz(request: Request) -> JSONResponse:
+        """Ready when ClickHouse answers, the sink's consumer is on the broker, the
+        configurations are read, and every background worker is running and ready; the body
+        names what is not (503)."""
         gw: GatewayState = request.app.state.gw
+        workers = gw.workers.workers
         checks = {
             "clickhouse": await gw.store.ping(),
-            "kafka": gw.sink.started.is_set() and not gw.sink_task.done(),
-            "configs": gw.config_mirror.caught_up.is_set() and not gw.config_task.done(),
+            "kafka": workers["activity-sink"].running and gw.sink.started.is_set(),
+            "configs": workers["config-mirror"].ready,
         }
+        status = {
+            name: {"ready": w.ready, "failures": w.failures, "last_error": w.last_error}
+            for name, w in workers.items()
+        }
+        not_ready = [k for k, ok in checks.items() if not ok]
+        not_ready += [f"worker:{name}" for name, w in workers.items() if not w.ready]
         return JSONResponse(
-            {"ready": all(checks.values()), "checks": checks}, 200 if all(checks.values()) else 503
+            {"ready": not not_ready, "not_ready": not_ready, "checks": checks, "workers": status},
+            503 if not_ready else 200,
         )
 
     @app.get(
@@ -294,8 +291,3 @@ def _bad_cursor(message: str) -> HTTPException:
     return HTTPException(
         422, detail=[{"loc": ["query", "cursor"], "msg": message, "type": "value_error"}]
     )
-
-
-def _report_task_exit(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("%s stopped: %r", task.get_name(), task.exception())

@@ -6,7 +6,6 @@ configuration service like any change (published, versioned, logged, visible in 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -60,15 +59,10 @@ class AutomationMonitor:
         # (config, rule) -> (version, window bucket) last warned: one entry per active rule.
         self._warned: dict[tuple[str, str], tuple[int, int]] = {}
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.check_all(datetime.now(UTC))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("automation check failed; retrying next interval")
-            await asyncio.sleep(self.settings.automation_interval_seconds)
+    async def check_now(self) -> None:
+        """One round, run every `SME_AUTOMATION_INTERVAL_SECONDS` by the gateway's supervisor
+        (which logs, counts and retries a failed round with backoff)."""
+        await self.check_all(datetime.now(UTC))
 
     async def check_all(self, now: datetime) -> None:
         checked: set[str] = set()

@@ -31,6 +31,7 @@ class ConfigHistory:
     def __init__(self, store: ClickHouseStore) -> None:
         self.store = store
         self.queue: asyncio.Queue[SequenceConfig] = asyncio.Queue()
+        self._batch: list[SequenceConfig] = []  # taken from the queue, not yet stored
 
     def record(self, old: SequenceConfig | None, new: SequenceConfig | None) -> None:
         """A ConfigRegistry listener: queue every new version."""
@@ -38,23 +39,16 @@ class ConfigHistory:
             self.queue.put_nowait(new)
 
     async def run(self) -> None:
-        """Insert queued versions in batches until cancelled; retry while ClickHouse is down."""
+        """Insert queued versions in batches until cancelled. A failed insert raises (the
+        gateway's supervisor counts it and runs this again after a backoff) and its batch is
+        kept for that next run, so no version is lost while ClickHouse is down."""
         while True:
-            batch = [await self.queue.get()]
-            while not self.queue.empty() and len(batch) < 500:
-                batch.append(self.queue.get_nowait())
-            rows = [_row(c) for c in batch]
-            delay = 0.2
-            while True:
-                try:
-                    await self.store.insert("configs", rows, COLUMNS)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("config history insert failed (%s); retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+            if not self._batch:
+                self._batch = [await self.queue.get()]
+                while not self.queue.empty() and len(self._batch) < 500:
+                    self._batch.append(self.queue.get_nowait())
+            await self.store.insert("configs", [_row(c) for c in self._batch], COLUMNS)
+            self._batch = []
 
     async def versions(self, config_id: str) -> list[dict[str, Any]]:
         result = await self.store.query(

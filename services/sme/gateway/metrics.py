@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from sme.supervisor import WorkerMetrics
+
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.workers = WorkerMetrics(registry)  # sme_worker_{restarts_total,up}{worker}
         self.sink_rows = Counter(
             "sme_sink_rows_total", "Activity rows inserted into ClickHouse.", registry=registry
         )

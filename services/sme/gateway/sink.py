@@ -127,7 +127,14 @@ class ActivitySink:
         self.store = store
         self.producer = producer
         self.metrics = metrics
-        self.consumer = AIOKafkaConsumer(
+        self.consumer = self._new_consumer()
+        self._used = False  # `consumer` was started: it cannot start again
+        self.started = asyncio.Event()
+        self.retrying = False  # a batch is waiting for ClickHouse to take it
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        settings = self.settings
+        return AIOKafkaConsumer(
             settings.topic_activities,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.gateway_group_id,
@@ -137,19 +144,24 @@ class ActivitySink:
             # Retries while ClickHouse is down hold the poll loop; don't get evicted for it.
             max_poll_interval_ms=30 * 60 * 1000,
         )
-        self.started = asyncio.Event()
 
     async def run(self) -> None:
-        """Consume until cancelled."""
-        await self.consumer.start()
-        self.started.set()
+        """Consume until cancelled; raises on a failure (the gateway's supervisor runs it
+        again, on a fresh consumer, from the committed offsets)."""
+        if self._used:
+            self.consumer = self._new_consumer()  # a stopped consumer cannot start again
+        self._used = True
         try:
+            await self.consumer.start()
+            self.started.set()
             while True:
                 batch = await self._collect()
                 if len(batch):
                     await self._store(batch)
                     await self._commit(batch)
         finally:
+            self.started.clear()
+            self.retrying = False
             await self.consumer.stop()
 
     async def _collect(self) -> Batch:
@@ -190,6 +202,7 @@ class ActivitySink:
                 raise
             except Exception as exc:
                 failures += 1
+                self.retrying = True
                 self.metrics.sink_errors.inc()
                 self.metrics.sink_backoff_seconds.set(delay)
                 log.warning(
@@ -202,6 +215,7 @@ class ActivitySink:
                 delay = min(delay * 2, self.settings.sink_retry_max_seconds)
         if failures:
             log.info("sink stored a batch of %d records after %d failures", len(batch), failures)
+        self.retrying = False
         self.metrics.sink_backoff_seconds.set(0)
         self.metrics.sink_rows.inc(len(batch.rows) + len(batch.later_rows))
         self.metrics.sink_batches.inc()

@@ -10,7 +10,6 @@ burst cannot queue work that delays everyone's reports.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from datetime import UTC, datetime
@@ -64,22 +63,23 @@ class ErasureRecorder:
     """Records accepted erasures in ClickHouse in the background, in groups (one insert per
     flush, however many requests arrived), so a request never waits for the ClickHouse writer
     and a burst costs a few inserts. Until flushed, an erasure's progress is answered from
-    memory. Best effort: if ClickHouse is down the erasure still proceeds (it is on the
-    broker), and its progress shows once the sink completes it."""
+    memory. The gateway's supervisor calls `flush` every `FLUSH_SECONDS` (and retries a failed
+    one with backoff). Best effort: if ClickHouse is down the erasure still proceeds (it is on
+    the broker), and after `GIVE_UP_AFTER` failed flushes in a row the pending requests are
+    let go (memory stays bounded); their progress shows once the sink completes them."""
 
     FLUSH_SECONDS = 0.5
+    GIVE_UP_AFTER = 5
 
     def __init__(self, store: ClickHouseStore) -> None:
         self.store = store
         self.pending: dict[tuple[str, str], list[Any]] = {}  # (workspace, erasure id) -> row
-        self._task: asyncio.Task[None] | None = None
+        self._failures = 0
 
     def record(self, workspace_id: str, erasure_id: str, requested_at: datetime) -> None:
         self.pending[(workspace_id, erasure_id)] = erasure_row(
             workspace_id, erasure_id, ErasureState.REQUESTED, requested_at
         )
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush(), name="erasure-recorder")
 
     def requested(self, workspace_id: str, erasure_id: str) -> dict[str, Any] | None:
         row = self.pending.get((workspace_id, erasure_id))
@@ -95,20 +95,25 @@ class ErasureRecorder:
             "rows_deleted": None,
         }
 
-    async def _flush(self) -> None:
-        failures = 0
-        while self.pending:
-            await asyncio.sleep(self.FLUSH_SECONDS)
-            keys = list(self.pending)
-            try:
-                await record_erasures(self.store, [self.pending[k] for k in keys])
-            except Exception as exc:  # progress only; the erasure itself is queued
-                failures += 1
-                log.warning("could not record %d erasure requests: %s", len(keys), exc)
-                if failures < 5:
-                    continue
-            for key in keys:
-                self.pending.pop(key, None)
+    async def flush(self) -> None:
+        """Insert what is pending in one go; raises if ClickHouse refused it."""
+        if not self.pending:
+            return
+        keys = list(self.pending)
+        try:
+            await record_erasures(self.store, [self.pending[k] for k in keys])
+        except Exception:  # progress only; the erasure itself is queued
+            self._failures += 1
+            if self._failures >= self.GIVE_UP_AFTER:
+                log.warning("could not record %d erasure requests; letting go", len(keys))
+                self._drop(keys)
+            raise
+        self._drop(keys)
+
+    def _drop(self, keys: list[tuple[str, str]]) -> None:
+        self._failures = 0
+        for key in keys:
+            self.pending.pop(key, None)
 
 
 def _limiter(request: Request) -> RateLimiter:
@@ -122,10 +127,7 @@ def _limiter(request: Request) -> RateLimiter:
 
 
 def _recorder(request: Request) -> ErasureRecorder:
-    state = request.app.state
-    recorder: ErasureRecorder | None = getattr(state, "erasure_recorder", None)
-    if recorder is None:
-        recorder = state.erasure_recorder = ErasureRecorder(state.gw.store)
+    recorder: ErasureRecorder = request.app.state.gw.erasures  # flushed by a supervised worker
     return recorder
 
 

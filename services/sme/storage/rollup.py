@@ -4,8 +4,8 @@
 `daily_events` per (workspace, day) event intake (received, duplicates, dead-lettered). Every
 day that received activity rows since the last refresh is recomputed from `activities FINAL`
 and replaces its rollup rows; an empty rollup is built in one pass. Reads refresh first
-(cheap when nothing is new), and a background task keeps it warm, so reports are exact and
-fast."""
+(cheap when nothing is new), and the gateway's supervised `rollup` worker keeps it warm, so
+reports are exact and fast."""
 
 from __future__ import annotations
 
@@ -85,6 +85,8 @@ WHERE config_id = '' AND type IN {EVENT_TYPES} AND inserted_at <= {{upto:DateTim
 GROUP BY workspace_id, day
 """  # noqa: S608 - composed of module constants
 
+REFRESH_SECONDS = 5.0
+"""How often the gateway's supervised `rollup` worker refreshes (reads refresh too)."""
 RESUME_MARGIN = timedelta(minutes=1)
 # Every insert adds a part and rows, so this metadata-only signature changes with every insert
 # (merges change it too, which costs one needless but cheap refresh).
@@ -175,8 +177,3 @@ class Rollup:
         async with self._lock:
             for workspace_id, config_id, day in sorted(days):
                 await self.recompute(workspace_id, config_id, day)
-
-    async def run(self, interval: float) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(interval)
