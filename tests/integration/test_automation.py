@@ -144,8 +144,9 @@ async def test_each_rule_is_judged_over_its_own_window_not_the_longest_rules(
             s.topic_events,
             [event(f"old-{i}", f"o{i}", "visited", occurred_at=three_hours_ago) for i in range(40)],
         )
-        # Now: 5 valid events and 5 rejected (no user id). The error rate (rejected over events
-        # received) is 5/5 over the hour, 5/45 over the day (under the threshold).
+        # Now: 5 valid events and 5 rejected (no user id). The error rate (rejected over every
+        # event that arrived, as the dashboard counts it) is 5/10 over the hour, 5/50 over the
+        # day (under the threshold).
         invalid = [
             (b"x", orjson.dumps({"event_id": f"bad-{i}", "workspace_id": "acme", "type": "x"}))
             for i in range(5)
@@ -162,6 +163,6 @@ async def test_each_rule_is_judged_over_its_own_window_not_the_longest_rules(
         assert (reason["rule"], reason["metric"], reason["volume"]) == (
             "errors-hourly",
             "error_rate",
-            5,
+            10,
         )
-        assert reason["value"] == pytest.approx(1.0)
+        assert reason["value"] == pytest.approx(0.5)

@@ -48,7 +48,7 @@ class FakeStore:
                     sum(1 for r in recent if r[1] == "feedback" and r[2] == "unsubscribed"),
                     sum(1 for r in recent if r[1] == "feedback" and r[2] == "bounced"),
                     0.0,
-                    ["email" for r in today if r[1] == "command_emitted"],
+                    {"email": sum(1 for r in today if r[1] == "command_emitted")},
                 )
             ]
         )

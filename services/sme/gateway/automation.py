@@ -19,27 +19,39 @@ from sme.core.ids import stable_id
 from sme.gateway.config_service import ConfigService
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.measures import (
+    BOUNCED,
+    COST,
+    EVENT_ROWS,
+    EVENTS,
+    REJECTED,
+    SENT,
+    SEQUENCE_ROWS,
+    UNSUBSCRIBED,
+)
 
 log = logging.getLogger(__name__)
 
-FIGURES_SQL = """
+SINCE = "occurred_at >= {since:DateTime64(3, 'UTC')}"
+TODAY = "occurred_at >= {today:DateTime64(3, 'UTC')}"
+FIGURES_SQL = f"""
 SELECT
-    countIf(type = 'command_emitted' AND occurred_at >= {since:DateTime64(3, 'UTC')}),
-    countIf(type = 'feedback' AND event_type = 'unsubscribed'
-            AND occurred_at >= {since:DateTime64(3, 'UTC')}),
-    countIf(type = 'feedback' AND event_type = 'bounced'
-            AND occurred_at >= {since:DateTime64(3, 'UTC')}),
-    sumIf(cost, type = 'command_emitted' AND occurred_at >= {today:DateTime64(3, 'UTC')}),
-    groupArrayIf(channel, type = 'command_emitted' AND occurred_at >= {today:DateTime64(3, 'UTC')})
-FROM {db}.activities FINAL
-WHERE workspace_id = {w:String} AND config_id = {c:String}
-  AND occurred_at >= least({since:DateTime64(3, 'UTC')}, {today:DateTime64(3, 'UTC')})
-"""
-EVENTS_SQL = """
-SELECT countIf(type IN ('event_received', 'event_duplicate')), countIf(type = 'event_rejected')
-FROM {db}.activities FINAL
-WHERE workspace_id = {w:String} AND occurred_at >= {since:DateTime64(3, 'UTC')}
-"""
+    {SENT.over_activities(SINCE)},
+    {UNSUBSCRIBED.over_activities(SINCE)},
+    {BOUNCED.over_activities(SINCE)},
+    {COST.over_activities(TODAY)},
+    {SENT.per("channel", TODAY)}
+FROM {{db}}.activities FINAL
+WHERE workspace_id = {{w:String}} AND config_id = {{c:String}} AND {SEQUENCE_ROWS}
+  AND occurred_at >= least({{since:DateTime64(3, 'UTC')}}, {{today:DateTime64(3, 'UTC')}})
+"""  # noqa: S608 - composed of the measures' constants
+"""A sequence's figures over one rule window (and today's spend), by `storage.measures`."""
+EVENTS_SQL = f"""
+SELECT {EVENTS.over_activities()}, {REJECTED.over_activities()}
+FROM {{db}}.activities FINAL
+WHERE workspace_id = {{w:String}} AND {EVENT_ROWS} AND {SINCE}
+"""  # noqa: S608 - composed of the measures' constants
+"""The workspace's events over one rule window: every event, and those dead-lettered."""
 
 
 class AutomationMonitor:
@@ -90,9 +102,7 @@ class AutomationMonitor:
         events, rejected = (
             await self.store.query(EVENTS_SQL, {"w": config.workspace_id, "since": since})
         ).result_rows[0]
-        per_channel: dict[str, int] = {}
-        for channel in channels:
-            per_channel[channel] = per_channel.get(channel, 0) + 1
+        per_channel = {str(channel): int(count) for channel, count in channels.items()}
         return Figures(
             int(sent),
             int(unsub),

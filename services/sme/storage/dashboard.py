@@ -10,6 +10,17 @@ from zoneinfo import ZoneInfo
 
 from sme.contracts.activities import ActivityType
 from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.measures import (
+    CONVERSIONS,
+    COST,
+    ENROLLED,
+    RATES,
+    REVENUE,
+    SENT,
+    UNSUBSCRIBED,
+    ratio,
+    rollup_list,
+)
 from sme.storage.metrics import sequence_metrics, window_lift
 from sme.storage.queries import ActivityFilter, list_activities
 
@@ -28,15 +39,15 @@ DECISIONS = tuple(
     )
 )
 DECISION_LOG_SPAN = timedelta(days=7)  # the log keeps 8; a day's margin for its TTL merges
-OVERVIEW_COUNTS = ("enrolled", "sent", "conversions", "revenue", "cost", "unsubscribed")
-OVERVIEW_SQL = """
-SELECT config_id, arm, sum(enrolled), sum(sent), sum(conversions), sum(revenue), sum(cost),
-    sum(unsubscribed)
-FROM {db}.daily_rollup FINAL
-WHERE workspace_id IN {ws:Array(String)} AND config_id IN {ids:Array(String)}
-  AND day >= {since:Date} AND day < {until:Date}
+OVERVIEW_MEASURES = (ENROLLED, SENT, CONVERSIONS, REVENUE, COST, UNSUBSCRIBED)
+OVERVIEW_COUNTS = tuple(m.name for m in OVERVIEW_MEASURES)
+OVERVIEW_SQL = f"""
+SELECT config_id, arm, {rollup_list(OVERVIEW_MEASURES)}
+FROM {{db}}.daily_rollup FINAL
+WHERE workspace_id IN {{ws:Array(String)}} AND config_id IN {{ids:Array(String)}}
+  AND day >= {{since:Date}} AND day < {{until:Date}}
 GROUP BY config_id, arm
-"""
+"""  # noqa: S608 - composed of module constants
 
 
 async def recent_decisions(
@@ -106,9 +117,7 @@ async def overview(
     figures: dict[str, dict[str, Any]] = {}
     for config_id, arms in per_arm.items():
         total = {key: sum(row[key] for row in arms.values()) for key in OVERVIEW_COUNTS}
-        total["conversion_rate"] = (
-            total["conversions"] / total["enrolled"] if total["enrolled"] else None
-        )
+        total["conversion_rate"] = ratio(*(total[k] for k in RATES["conversion_rate"]))
         lift = window_lift(arms)["vs_baseline"]
         total["lift_vs_baseline"] = lift.to_dict() if lift else None
         figures[config_id] = total

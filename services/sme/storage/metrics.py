@@ -7,51 +7,47 @@ id counts once (the rollup reads FINAL)."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from sme.core.lift import Lift, lift_report, wilson_interval
 from sme.core.roi import ArmTotals, incremental_report
 from sme.storage.clickhouse import ClickHouseStore
-
-UTC = ZoneInfo("UTC")
-COUNTS = (
-    "enrolled",
-    "sent",
-    "delivered",
-    "opened",
-    "clicked",
-    "conversions",
-    "revenue",
-    "unsubscribed",
-    "bounced",
-    "suppressed",
-    "cost",
+from sme.storage.measures import (
+    BY_REASON,
+    ERROR_RATE,
+    EVENT_MEASURES,
+    EVENTS,
+    RATES,
+    SEQUENCE_MEASURES,
+    ratio,
+    rollup_list,
 )
-MONEY = frozenset({"revenue", "cost"})
+
+COUNTS = tuple(m.name for m in SEQUENCE_MEASURES)
+MONEY = frozenset(m.name for m in SEQUENCE_MEASURES if m.money)
 NO_CHANNEL = "none"  # enrollments, conversions without a credited message, ...
 # One pass over the rollup: per (period, arm) for the trend, per (period, channel) for the
 # channel trend, per (arm, channel) for the channel mix. grouping() flags which set a row is
 # of (a bit is 1 where the column is aggregated away).
-SQL = """
-SELECT {bucket} AS period, arm, channel, grouping(period, arm, channel) AS grouping_set,
-    sum(enrolled), sum(sent), sum(delivered), sum(opened), sum(clicked), sum(conversions),
-    sum(revenue), sum(unsubscribed), sum(bounced), sum(suppressed), sum(cost),
-    sumMap(suppressed_by_reason)
-FROM {{db}}.daily_rollup FINAL
-WHERE workspace_id = {{w:String}} AND config_id = {{c:String}}
-  AND day >= {{since:Date}} AND day < {{until:Date}}
+SQL = f"""
+SELECT {{bucket}} AS period, arm, channel, grouping(period, arm, channel) AS grouping_set,
+    {rollup_list(SEQUENCE_MEASURES)},
+    sumMap({BY_REASON})
+FROM {{{{db}}}}.daily_rollup FINAL
+WHERE workspace_id = {{{{w:String}}}} AND config_id = {{{{c:String}}}}
+  AND day >= {{{{since:Date}}}} AND day < {{{{until:Date}}}}
 GROUP BY GROUPING SETS ((period, arm), (period, channel), (arm, channel))
 ORDER BY grouping_set, period, arm, channel
-"""
+"""  # noqa: S608 - composed of module constants
 BY_PERIOD_ARM, BY_PERIOD_CHANNEL, BY_ARM_CHANNEL = 1, 2, 4
-EVENTS_SQL = """
-SELECT {bucket} AS period, sum(received), sum(duplicates), sum(rejected)
-FROM {{db}}.daily_events FINAL
-WHERE workspace_id = {{w:String}} AND day >= {{since:Date}} AND day < {{until:Date}}
+EVENTS_SQL = f"""
+SELECT {{bucket}} AS period, {rollup_list(EVENT_MEASURES)}
+FROM {{{{db}}}}.daily_events FINAL
+WHERE workspace_id = {{{{w:String}}}} AND day >= {{{{since:Date}}}} AND day < {{{{until:Date}}}}
 GROUP BY period ORDER BY period
-"""
+"""  # noqa: S608 - composed of module constants
+EVENT_COUNTS = tuple(m.name for m in EVENT_MEASURES)
 BUCKETS = {"day": "day", "week": "toMonday(day)"}
 
 
@@ -143,9 +139,9 @@ async def _reliability(
     to no sequence; its error rate is SC-002's."""
     result = await store.query(EVENTS_SQL.format(bucket=BUCKETS[granularity]), params)
     series = []
-    totals = {"received": 0, "duplicates": 0, "rejected": 0}
-    for period, received, duplicates, rejected in result.result_rows:
-        row = {"received": int(received), "duplicates": int(duplicates), "rejected": int(rejected)}
+    totals = dict.fromkeys(EVENT_COUNTS, 0)
+    for period, *values in result.result_rows:
+        row = {key: int(value) for key, value in zip(EVENT_COUNTS, values, strict=True)}
         for key, value in row.items():
             totals[key] += value
         series.append({"period": period.isoformat(), **row, "error_rate": _error_rate(row)})
@@ -153,8 +149,10 @@ async def _reliability(
 
 
 def _error_rate(row: dict[str, int]) -> float | None:
-    total = row["received"] + row["duplicates"] + row["rejected"]
-    return row["rejected"] / total if total else None
+    """`measures.ERROR_RATE`: dead-lettered over every event (`EVENTS` = the three counts)."""
+    numerator, denominator = ERROR_RATE
+    counts = {**row, EVENTS.name: sum(row[key] for key in EVENT_COUNTS)}
+    return ratio(counts[numerator], counts[denominator])
 
 
 def _rate_interval(totals: dict[str, Any]) -> list[float] | None:
@@ -177,42 +175,22 @@ def _add(total: dict[str, Any], row: dict[str, Any]) -> None:
 
 
 def _rates(row: dict[str, Any]) -> dict[str, float | None]:
-    def ratio(a: float, b: float) -> float | None:
-        return a / b if b else None
-
-    return {
-        "conversion_rate": ratio(row["conversions"], row["enrolled"]),
-        "delivery_rate": ratio(row["delivered"], row["sent"]),
-        "open_rate": ratio(row["opened"], row["sent"]),
-        "click_rate": ratio(row["clicked"], row["sent"]),
-        "unsubscribe_rate": ratio(row["unsubscribed"], row["sent"]),
-        "bounce_rate": ratio(row["bounced"], row["sent"]),
-        "cost_per_conversion": ratio(row["cost"], row["conversions"]),
-    }
+    return {name: ratio(row[num], row[den]) for name, (num, den) in RATES.items()}
 
 
 def default_window(today: date) -> tuple[date, date]:
     return today - timedelta(days=30), today + timedelta(days=1)
 
 
-REPORT_SQL = """
-SELECT toDate(occurred_at) AS day, arm, channel,
-    uniqExactIf(user_id, type = 'enrolled') AS enrolled,
-    countIf(type = 'command_emitted') AS sent,
-    countIf(type = 'feedback' AND event_type = 'delivered') AS delivered,
-    countIf(type = 'feedback' AND event_type = 'opened') AS opened,
-    countIf(type = 'feedback' AND event_type = 'clicked') AS clicked,
-    countIf(type = 'conversion') AS conversions,
-    sumIf(value, type = 'conversion') AS revenue,
-    countIf(type = 'feedback' AND event_type = 'unsubscribed') AS unsubscribed,
-    countIf(type = 'feedback' AND event_type = 'bounced') AS bounced,
-    countIf(type IN ('message_suppressed', 'step_skipped')) AS suppressed,
-    sumIf(cost, type = 'command_emitted') AS cost
-FROM {db}.activities FINAL
-WHERE workspace_id = {w:String} AND config_id = {c:String} AND arm != ''
-  AND occurred_at >= {since:DateTime64(3, 'UTC')} AND occurred_at < {until:DateTime64(3, 'UTC')}
+REPORT_SQL = f"""
+SELECT day, arm, channel,
+    {rollup_list(SEQUENCE_MEASURES, named=True)}
+FROM {{db}}.daily_rollup FINAL
+WHERE workspace_id = {{w:String}} AND config_id = {{c:String}}
+  AND day >= {{since:Date}} AND day < {{until:Date}}
 GROUP BY day, arm, channel ORDER BY day, arm, channel
-"""
+"""  # noqa: S608 - composed of module constants
+"""Daily rows per arm and channel, from the rollup like every other figure (refresh first)."""
 FORMATS = {
     "csv": ("CSVWithNames", "text/csv"),
     "parquet": ("Parquet", "application/vnd.apache.parquet"),
@@ -220,12 +198,7 @@ FORMATS = {
 
 
 def report_params(workspace_id: str, config_id: str, start: date, end: date) -> dict[str, Any]:
-    return {
-        "w": workspace_id,
-        "c": config_id,
-        "since": datetime.combine(start, time.min, tzinfo=UTC),
-        "until": datetime.combine(end, time.min, tzinfo=UTC),
-    }
+    return {"w": workspace_id, "c": config_id, "since": start, "until": end}
 
 
 async def report_json(store: ClickHouseStore, params: dict[str, Any]) -> list[dict[str, Any]]:

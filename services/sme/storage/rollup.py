@@ -5,7 +5,7 @@
 day that received activity rows since the last refresh is recomputed from `activities FINAL`
 and replaces its rollup rows; an empty rollup is built in one pass. Reads refresh first
 (cheap when nothing is new), and the gateway's supervised `rollup` worker keeps it warm, so
-reports are exact and fast."""
+reports are exact and fast. Every column is a measure of `storage.measures`."""
 
 from __future__ import annotations
 
@@ -15,39 +15,35 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.measures import (
+    BY_REASON,
+    EVENT_MEASURES,
+    EVENT_ROWS,
+    SEQUENCE_MEASURES,
+    SEQUENCE_ROWS,
+    SUPPRESSED,
+    select_list,
+)
 
-SEQUENCE_COLUMNS = """
-    uniqExactIf(user_id, type = 'enrolled'),
-    countIf(type = 'command_emitted'),
-    countIf(type = 'feedback' AND event_type = 'delivered'),
-    countIf(type = 'feedback' AND event_type = 'opened'),
-    countIf(type = 'feedback' AND event_type = 'clicked'),
-    countIf(type = 'conversion'),
-    sumIf(value, type = 'conversion'),
-    countIf(type = 'feedback' AND event_type = 'unsubscribed'),
-    countIf(type = 'feedback' AND event_type = 'bounced'),
-    countIf(type IN ('message_suppressed', 'step_skipped')),
-    sumMapIf(map(toString(reason_code), toUInt64(1)),
-             type IN ('message_suppressed', 'step_skipped')),
-    sumIf(cost, type = 'command_emitted'),
+SEQUENCE_COLUMNS = f"""
+    {select_list(SEQUENCE_MEASURES)},
+    {SUPPRESSED.per("reason_code")},
     now64(3)"""
-SEQUENCE_INSERT = """
-INSERT INTO {db}.daily_rollup
-    (workspace_id, config_id, day, arm, channel, step_id, enrolled, sent, delivered, opened,
-     clicked, conversions, revenue, unsubscribed, bounced, suppressed, suppressed_by_reason,
-     cost, computed_at)"""
-EVENT_TYPES = "('event_received', 'event_duplicate', 'event_rejected')"
-EVENTS_INSERT = """
-INSERT INTO {db}.daily_events (workspace_id, day, received, duplicates, rejected, computed_at)"""
-EVENTS_COLUMNS = """
-    countIf(type = 'event_received'), countIf(type = 'event_duplicate'),
-    countIf(type = 'event_rejected'), now64(3)"""
+SEQUENCE_INSERT = f"""
+INSERT INTO {{db}}.daily_rollup
+    (workspace_id, config_id, day, arm, channel, step_id,
+     {", ".join(m.name for m in SEQUENCE_MEASURES)}, {BY_REASON}, computed_at)"""
+EVENTS_INSERT = f"""
+INSERT INTO {{db}}.daily_events
+    (workspace_id, day, {", ".join(m.name for m in EVENT_MEASURES)}, computed_at)"""
+EVENTS_COLUMNS = f"""
+    {select_list(EVENT_MEASURES)}, now64(3)"""
 
 TOUCHED = f"""
 SELECT DISTINCT workspace_id, config_id, toDate(occurred_at)
 FROM {{db}}.activities
 WHERE inserted_at > {{after:DateTime64(3, 'UTC')}} AND inserted_at <= {{upto:DateTime64(3, 'UTC')}}
-  AND ((config_id != '' AND arm != '') OR type IN {EVENT_TYPES})
+  AND ((config_id != '' AND {SEQUENCE_ROWS}) OR ({EVENT_ROWS}))
 """  # noqa: S608 - composed of module constants
 DELETE_SEQUENCE_DAY = """
 DELETE FROM {db}.daily_rollup
@@ -58,7 +54,7 @@ SELECT workspace_id, config_id, toDate(occurred_at) AS day, arm, channel, step_i
 {SEQUENCE_COLUMNS}
 FROM {{db}}.activities FINAL
 WHERE workspace_id = {{w:String}} AND config_id = {{c:String}}
-  AND toDate(occurred_at) = {{d:Date}} AND arm != ''
+  AND toDate(occurred_at) = {{d:Date}} AND {SEQUENCE_ROWS}
 GROUP BY workspace_id, config_id, day, arm, channel, step_id
 """  # noqa: S608 - composed of module constants
 DELETE_EVENTS_DAY = """
@@ -67,21 +63,20 @@ DELETE FROM {db}.daily_events WHERE workspace_id = {w:String} AND day = {d:Date}
 RECOMPUTE_EVENTS_DAY = f"""{EVENTS_INSERT}
 SELECT workspace_id, toDate(occurred_at) AS day, {EVENTS_COLUMNS}
 FROM {{db}}.activities FINAL
-WHERE workspace_id = {{w:String}} AND config_id = '' AND type IN {EVENT_TYPES}
-  AND toDate(occurred_at) = {{d:Date}}
+WHERE workspace_id = {{w:String}} AND {EVENT_ROWS} AND toDate(occurred_at) = {{d:Date}}
 GROUP BY workspace_id, day
 """  # noqa: S608 - composed of module constants
 BUILD_SEQUENCES = f"""{SEQUENCE_INSERT}
 SELECT workspace_id, config_id, toDate(occurred_at) AS day, arm, channel, step_id,
 {SEQUENCE_COLUMNS}
 FROM {{db}}.activities FINAL
-WHERE config_id != '' AND arm != '' AND inserted_at <= {{upto:DateTime64(3, 'UTC')}}
+WHERE config_id != '' AND {SEQUENCE_ROWS} AND inserted_at <= {{upto:DateTime64(3, 'UTC')}}
 GROUP BY workspace_id, config_id, day, arm, channel, step_id
 """  # noqa: S608 - composed of module constants
 BUILD_EVENTS = f"""{EVENTS_INSERT}
 SELECT workspace_id, toDate(occurred_at) AS day, {EVENTS_COLUMNS}
 FROM {{db}}.activities FINAL
-WHERE config_id = '' AND type IN {EVENT_TYPES} AND inserted_at <= {{upto:DateTime64(3, 'UTC')}}
+WHERE {EVENT_ROWS} AND inserted_at <= {{upto:DateTime64(3, 'UTC')}}
 GROUP BY workspace_id, day
 """  # noqa: S608 - composed of module constants
 
