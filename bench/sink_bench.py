@@ -1,0 +1,145 @@
+"""Sink benchmark: activity rows stored per second through the gateway's sink.
+
+Publishes `--records` activity records to a fresh activities topic (6 partitions) first, then
+starts the gateway's `ActivitySink` (services/sme/gateway/sink.py) on an embedded chdb store
+opened through `ClickHouseStore` in a temp dir, and times it draining them: `rows_per_s` from the
+first rows stored to the moment `count()` of the activities table reaches the number published
+(`rows_per_s_incl_start` also counts the sink's start and consumer-group join). Batch size
+and flush interval are the service defaults (`SME_SINK_BATCH_SIZE`, `SME_SINK_FLUSH_SECONDS`).
+Writes `sink.*` into bench/results/latest.json.
+
+The publisher sends one `Activity` per record (`encode_records`); when `sme.activities` carries
+bundles (an `ActivityBatch`), change `encode_records` to group `--per-record` activities into
+one record: the count of rows, not of records, is what is timed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from engines import run_env, settings_of
+from prometheus_client import CollectorRegistry
+from recording import record
+
+from sme.contracts.activities import Activity, ActivityType
+from sme.gateway.metrics import GatewayMetrics
+from sme.gateway.sink import ActivitySink
+from sme.settings import Settings
+from sme.storage.clickhouse import ClickHouseStore
+from sme.topics import ensure_topics
+
+TYPES = (
+    ActivityType.EVENT_RECEIVED,
+    ActivityType.COMMAND_EMITTED,
+    ActivityType.FEEDBACK,
+    ActivityType.ENROLLED,
+)
+
+
+def activities(n: int) -> Iterator[Activity]:
+    """`n` activities of a realistic spread of types and users (deterministic ids)."""
+    at = datetime.now(UTC)
+    for i in range(n):
+        yield Activity(
+            activity_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"sink-bench-{i}")),
+            type=TYPES[i % len(TYPES)],
+            workspace_id="acme",
+            user_id=f"u{i // 4}",
+            occurred_at=at,
+            config_id="bench",
+            config_version=1,
+            step_id="first",
+            event_id=f"e{i}",
+            event_type="signed_up",
+        )
+
+
+def encode_records(n: int) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) records for `n` activities: one `Activity` per record for now."""
+    for activity in activities(n):
+        yield activity.user_id.encode(), activity.model_dump_json().encode()
+
+
+async def publish(settings: Settings, n: int) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, linger_ms=20)
+    await producer.start()
+    try:
+        for key, value in encode_records(n):
+            await producer.send(settings.topic_activities, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _stored(store: ClickHouseStore) -> int:
+    result = await store.query("SELECT count() FROM {db}.activities")
+    return int(result.result_rows[0][0])
+
+
+async def run(n: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = run_env("sink", Path(tmp))
+        env["SME_CLICKHOUSE_DSN"] = f"chdb:///{tmp}/clickhouse"
+        env["SME_CLICKHOUSE_DATABASE"] = f"bench_{uuid.uuid4().hex[:8]}"
+        settings = settings_of(env)
+        await ensure_topics(settings)
+        t0 = time.monotonic()
+        await publish(settings, n)
+        publish_s = time.monotonic() - t0
+        store = await ClickHouseStore(
+            settings.clickhouse_dsn.get_secret_value(), settings.clickhouse_database
+        ).open_async()
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await producer.start()
+        sink = ActivitySink(settings, store, producer, GatewayMetrics(CollectorRegistry()))
+        started = time.monotonic()
+        task = asyncio.create_task(sink.run())
+        try:
+            deadline = started + 1800
+            stored = 0
+            first_seen, first_rows = 0.0, 0
+            while stored < n and time.monotonic() < deadline:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.1)
+                stored = await _stored(store)
+                if stored and not first_seen:
+                    first_seen, first_rows = time.monotonic(), stored
+            elapsed = time.monotonic() - started
+            flowing = time.monotonic() - first_seen
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await producer.stop()
+            await store.aclose()
+    return {
+        "records": n,
+        "rows": stored,
+        "publish_s": round(publish_s, 2),
+        "drain_s": round(elapsed, 2),
+        "batch_size": settings.sink_batch_size,
+        # From the first rows stored to the last: the sink's group join is left out.
+        "rows_per_s": round((stored - first_rows) / flowing, 1) if flowing else float("nan"),
+        "rows_per_s_incl_start": round(stored / elapsed, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--records", type=int, default=500_000)
+    parser.add_argument("--smoke", action="store_true", help="10,000 records")
+    args = parser.parse_args()
+    record("sink", asyncio.run(run(10_000 if args.smoke else args.records)))
+
+
+if __name__ == "__main__":
+    main()
