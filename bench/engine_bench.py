@@ -19,6 +19,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from engines import free_port
 from faust.contrib.asgi import faust_app_running
 from recording import record
 
@@ -33,7 +34,7 @@ def _settings(data_dir: Path) -> Settings:
     return Settings(
         data_dir=data_dir,
         engine_app_id=f"{run}-engine",
-        engine_web_port=6099,
+        engine_web_port=free_port(),  # not a fixed port: another run may hold it
         topic_events=f"{run}.events",
         topic_commands_prefix=f"{run}.commands",
         topic_activities=f"{run}.activities",

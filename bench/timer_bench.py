@@ -23,6 +23,7 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from engines import free_port
 from recording import record
 
 from sme.config_publish import publish_records, record_from_document
@@ -95,7 +96,7 @@ def _scrape(port: int) -> dict[str, float]:
 
 async def run(users: int, wait_s: int, background: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        port = 6000 + os.getpid() % 1000
+        port = free_port()
         env = _env(Path(tmp), port)
         settings = Settings(**{k.removeprefix("SME_").lower(): v for k, v in env.items()})
         await ensure_topics(settings)
