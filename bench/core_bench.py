@@ -117,8 +117,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--no-record", action="store_true", help="print the figures; leave latest.json alone"
+    )
     args = parser.parse_args()
     figures = run(args.users, args.seed)
+    if args.no_record:
+        print(f"core.decisions_per_s {figures['decisions_per_s']:.0f}")
+        return
     record(
         "core",
         {

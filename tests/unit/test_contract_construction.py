@@ -1,5 +1,7 @@
-"""What the core emits is built like any other contract model: validated, with defaults, so a
-field added to a contract reaches the commands and activities the core emits."""
+"""What the core emits is built with every field of its contract model, defaults applied
+(`core.records.build`, without re-validating values the core computed), so a field added to a
+contract reaches the commands and activities the core emits; an unknown or missing field is
+still refused."""
 
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import pytest
 
 from sme.contracts.activities import Activity
 from sme.contracts.commands import Command
-from sme.core import sequence
+from sme.core import decision
+from sme.core.records import build
 from tests.unit.builders import Driver, config
 
 
@@ -24,8 +27,8 @@ class _CommandWithNewField(Command):
 def test_a_field_added_to_a_contract_reaches_what_the_core_emits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sequence, "Activity", _ActivityWithNewField)
-    monkeypatch.setattr(sequence, "Command", _CommandWithNewField)
+    monkeypatch.setattr(decision, "Activity", _ActivityWithNewField)
+    monkeypatch.setattr(decision, "Command", _CommandWithNewField)
     d = Driver.of(config())
 
     d.send("signed_up")
@@ -47,3 +50,26 @@ def test_every_emitted_record_is_a_valid_contract_model_that_round_trips() -> No
         dumped = record.model_dump(mode="json")
         assert type(record).model_validate(dumped) == record
         assert set(dumped) == set(type(record).model_fields)
+
+
+def test_a_record_with_an_unknown_or_a_missing_field_is_refused() -> None:
+    d = Driver.of(config())
+    d.send("signed_up")
+    values = d.activities[-1].model_dump()
+
+    with pytest.raises(TypeError, match="unknown"):
+        build(Activity, {**values, "typo": 1})
+    del values["activity_id"]
+    with pytest.raises(TypeError, match="missing"):
+        build(Activity, values)
+
+
+def test_an_omitted_field_with_a_factory_gets_a_fresh_default() -> None:
+    d = Driver.of(config())
+    d.send("signed_up")
+    values = d.activities[-1].model_dump()
+    del values["details"]
+
+    one, two = build(Activity, values), build(Activity, values)
+
+    assert one.details == {} and one.details is not two.details

@@ -1,0 +1,314 @@
+"""Due steps: one small handler per step kind, each returning what happened to the enrollment.
+
+`advance_due` fires every due enrollment until it is no longer due: a handler that moved the
+enrollment on (sent, skipped, branched) lets the loop look again, so a zero wait fires at once;
+every other result (deferred, waiting, exited) ends its turn. Steps only jump forward, so an
+enrollment visits at most `len(steps)` steps per call."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+from sme.contracts.activities import ActivityType
+from sme.contracts.channels import Channel
+from sme.contracts.commands import Arm
+from sme.contracts.reasons import Reason
+from sme.contracts.sequences import AttributeFilter, SequenceConfig, Status, Step
+from sme.core import guardrails, policy
+from sme.core.decision import Decision, due_ms
+from sme.core.evolve import evolve
+from sme.core.guardrails import Level, Verdict
+from sme.core.stats import context_group, deltas
+from sme.core.timeutil import MS, to_ms
+from sme.core.user_state import Enrollment, Touch, short_command_id
+from sme.core.working import Working
+
+_CHANNELS = {channel.value: channel for channel in Channel}
+
+
+class StepResult(Enum):
+    SENT = "sent"  # a message decided (or suppressed for the holdout); moved on
+    SKIPPED = "skipped"  # the step was passed over (condition false, no channel); moved on
+    BRANCHED = "branched"  # a branch rule or an awaited event chose the next step
+    DEFERRED = "deferred"  # due again later (guardrails, send-time optimisation)
+    WAITING = "waiting"  # paused: stays due, fires once on resume
+    EXITED = "exited"  # the enrollment ended
+
+    @property
+    def moved_on(self) -> bool:
+        return self in _MOVED_ON
+
+
+_MOVED_ON = frozenset({StepResult.SENT, StepResult.SKIPPED, StepResult.BRANCHED})
+
+
+def advance_due(d: Decision) -> None:
+    for config_id in list(d.state.enrollments):
+        config = d.ctx.configs.get(config_id)
+        for _ in range(len(config.steps) + 2 if config else 1):
+            enrollment = d.state.enrollment(config_id)
+            if enrollment is None or enrollment.due_ms > d.now_ms:
+                break
+            if not fire(d, enrollment, config).moved_on:
+                break
+
+
+def fire(d: Decision, enrollment: Enrollment, config: SequenceConfig | None) -> StepResult:
+    """Process one due step: the sequence's lifecycle first, then the step's own handler."""
+    if config is None:
+        d.exit(enrollment, Reason.CONFIG_DELETED)
+        return StepResult.EXITED
+    status = d.status(config)
+    if status is Status.STOPPED:
+        d.exit(enrollment, Reason.CONFIG_STOPPED)
+        return StepResult.EXITED
+    if status is Status.PAUSED:
+        return StepResult.WAITING  # fires once on resume (or on the kill switch's release)
+    if enrollment.version != config.version:
+        remapped = _remap(enrollment, config)
+        if remapped is None:
+            d.exit(enrollment, Reason.STEP_REMOVED)
+            return StepResult.EXITED
+        enrollment = remapped
+        d.put(enrollment)
+    step = config.steps[enrollment.step]
+    if step.kind == "branch":
+        return branch(d, enrollment, config, step)
+    if step.wait_for is not None and step.wait_for.event_type in enrollment.seen:
+        return awaited(d, enrollment, config, step)
+    if step.condition is not None and not condition_holds(step, enrollment, d.state):
+        return condition_false(d, enrollment, config)
+    return message(d, enrollment, config, step)
+
+
+def _moved(d: Decision, enrollment: Enrollment, config: SequenceConfig, target: str,
+           reason: Reason | None, result: StepResult) -> StepResult:  # fmt: skip
+    return result if d.jump(enrollment, config, target, reason) else StepResult.EXITED
+
+
+def branch(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
+    """The first rule that holds names the next step; none holds: the next one."""
+    target = next(
+        (
+            r.goto
+            for r in step.branches
+            if rule_holds(r.event_type, r.attribute, enrollment, d.state)
+        ),
+        "next",
+    )
+    return _moved(d, enrollment, config, target, Reason.BRANCHED, StepResult.BRANCHED)
+
+
+def awaited(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
+    """The awaited event came before the timeout: go where it says."""
+    assert step.wait_for is not None  # noqa: S101 - the dispatcher checked
+    target = step.wait_for.on_event
+    return _moved(d, enrollment, config, target, Reason.AWAITED_EVENT, StepResult.BRANCHED)
+
+
+def condition_false(d: Decision, enrollment: Enrollment, config: SequenceConfig) -> StepResult:
+    d.add(d.step_activity(ActivityType.STEP_SKIPPED, enrollment, Reason.CONDITION_FALSE))
+    return _moved(d, enrollment, config, "next", None, StepResult.SKIPPED)
+
+
+def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
+    """A message step: guardrails (skip, defer or allow), then the holdout's suppression,
+    send-time optimisation, or the send itself on the chosen channel and variant."""
+    levels = d.levels(config)
+    limits = [lv.rules.max_messages_per_enrollment for lv in levels]
+    if any(limit is not None and enrollment.sent >= limit for limit in limits):
+        d.exit(enrollment, Reason.MAX_MESSAGES)
+        return StepResult.EXITED
+    verdict = guardrails.evaluate(
+        step.channels,
+        d.state.profile.consent,
+        levels,
+        d.now,
+        d.tz,
+        d.ledger(),
+        d.ctx.partition,
+        d.ctx.partitions,
+    )
+    if verdict.skip:
+        d.add(
+            d.step_activity(
+                ActivityType.STEP_SKIPPED, enrollment, verdict.reason, {"dropped": verdict.dropped}
+            )
+        )
+        return _moved(d, enrollment, config, "next", None, StepResult.SKIPPED)
+    deadline = _deferral_deadline(enrollment, config, step, levels)
+    if verdict.defer_until is not None:
+        return _deferred(d, enrollment, verdict.defer_until, verdict.reason, deadline)
+    group = context_group(d.state.profile, config.adaptive.context_attributes)
+    if enrollment.arm is Arm.HOLDOUT:
+        return _suppressed(d, enrollment, config, step, verdict, group)
+    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed:
+        quiet = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours is not None]
+        best = policy.best_send_time(d.now, d.tz, d.state.hours, config.adaptive.send_time, quiet)
+        if best is not None and to_ms(best) <= deadline:
+            d.defer(enrollment, best, Reason.SEND_TIME_OPTIMISED)
+            return StepResult.DEFERRED
+    return _send(d, enrollment, config, step, verdict, levels, group)
+
+
+def _deferred(
+    d: Decision, enrollment: Enrollment, until: datetime, reason: Reason | None, deadline: int
+) -> StepResult:
+    if to_ms(until) > deadline:
+        d.exit(enrollment, Reason.DEFERRAL_EXPIRED)
+        return StepResult.EXITED
+    d.defer(enrollment, until, reason)
+    return StepResult.DEFERRED
+
+
+def _suppressed(
+    d: Decision,
+    enrollment: Enrollment,
+    config: SequenceConfig,
+    step: Step,
+    verdict: Verdict,
+    group: str,
+) -> StepResult:
+    """The holdout walks the steps like a send, without a message."""
+    d.remember(Touch(d.now_ms, config.id, step.id, None, "", Arm.HOLDOUT, step.variants[0], group))
+    d.add(
+        d.step_activity(
+            ActivityType.MESSAGE_SUPPRESSED,
+            enrollment,
+            Reason.HOLDOUT,
+            {"channel": verdict.channels[0].value},
+        )
+    )
+    enrollment = evolve(enrollment, sent=enrollment.sent + 1)
+    d.put(enrollment)
+    return _moved(d, enrollment, config, "next", None, StepResult.SENT)
+
+
+def _send(
+    d: Decision,
+    enrollment: Enrollment,
+    config: SequenceConfig,
+    step: Step,
+    verdict: Verdict,
+    levels: list[Level],
+    group: str,
+) -> StepResult:
+    stats = d.ctx.stats
+    channel_choice = policy.choose_channel(
+        verdict.channels,
+        enrollment.arm,
+        config.adaptive,
+        stats,
+        d.state.affinity,
+        config.id,
+        step.id,
+        group,
+        d.rng,
+    )
+    variant_choice = policy.choose_variant(
+        step.variants, enrollment.arm, config.adaptive, stats, config.id, step.id, group, d.rng
+    )
+    channel = _CHANNELS[channel_choice.value]
+    command = d.command(enrollment, config, step, channel, variant_choice.value)
+    d.commands.append(command)
+    cost = guardrails.message_cost(levels, channel)
+    d.add(
+        d.step_activity(
+            ActivityType.COMMAND_EMITTED,
+            enrollment,
+            None,
+            {
+                "policy": channel_choice.policy,
+                "scores": channel_choice.scores,
+                "variant_policy": variant_choice.policy,
+                "variant_scores": variant_choice.scores,
+                "variant": variant_choice.value,
+                "template": step.template,
+                "group": group,
+                "dropped": verdict.dropped,
+            },
+            channel=channel,
+            command_id=command.command_id,
+            cost=cost,
+        )
+    )
+    d.remember(
+        Touch(
+            d.now_ms,
+            config.id,
+            step.id,
+            channel,
+            short_command_id(command.command_id),
+            enrollment.arm,
+            variant_choice.value,
+            group,
+        )
+    )
+    affinity = d.state.affinity
+    sent, engaged = affinity.get(channel, (0, 0))
+    affinity[channel] = (sent + 1, engaged)
+    d.stat_deltas.extend(
+        deltas(config.id, step.id, channel.value, variant_choice.value, group, 1, 0)
+    )
+    for key, amount in guardrails.spend(levels, channel, d.now):
+        d.ledger_deltas.append((key, amount))
+        d.ledger_pending[key] = d.ledger_pending.get(key, 0.0) + amount
+    enrollment = evolve(enrollment, sent=enrollment.sent + 1)
+    d.put(enrollment)
+    return _moved(d, enrollment, config, "next", None, StepResult.SENT)
+
+
+def _deferral_deadline(
+    enrollment: Enrollment, config: SequenceConfig, step: Step, levels: list[Level]
+) -> int:
+    """The last instant (epoch ms) a due step may still go out: `max_deferral` (the shorter of
+    both levels) after it came due, or after the sequence's last change (a resume, a raised
+    budget) if that is later. A deferral past it ends the enrollment instead."""
+    came_due = due_ms(step, enrollment.enrolled_ms, enrollment.step_ms)
+    changed = to_ms(config.updated_at) if config.updated_at is not None else came_due
+    allowed = min(level.rules.max_deferral for level in levels)
+    return max(came_due, changed) + allowed // MS
+
+
+def _remap(enrollment: Enrollment, config: SequenceConfig) -> Enrollment | None:
+    """An edit applies to in-flight enrollments by step id; a removed step hands over to the
+    step now at its position (the next remaining one), or ends the enrollment."""
+    index = config.step_index(enrollment.step_id)
+    if index is None:
+        index = enrollment.step
+        if index >= len(config.steps):
+            return None
+    return evolve(enrollment, version=config.version, step=index, step_id=config.steps[index].id)
+
+
+def condition_holds(step: Step, enrollment: Enrollment, state: Working) -> bool:
+    condition = step.condition
+    assert condition is not None  # noqa: S101 - caller checked
+    seen = set(enrollment.seen)
+    if seen.intersection(condition.none_of_events):
+        return False
+    if condition.any_of_events and not seen.intersection(condition.any_of_events):
+        return False
+    return all(
+        attribute_holds(f, state.profile.attributes.get(f.key)) for f in condition.attributes
+    )
+
+
+def rule_holds(
+    event_type: str | None, attribute: AttributeFilter | None, e: Enrollment, state: Working
+) -> bool:
+    if event_type is not None:
+        return event_type in e.seen
+    assert attribute is not None  # noqa: S101 - the model guarantees one of the two
+    return attribute_holds(attribute, state.profile.attributes.get(attribute.key))
+
+
+def attribute_holds(flt: AttributeFilter, value: object) -> bool:
+    if flt.one_of is not None:
+        return value in flt.one_of
+    if flt.min is not None or flt.max is not None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return (flt.min is None or value >= flt.min) and (flt.max is None or value <= flt.max)
+    return value == flt.equals
