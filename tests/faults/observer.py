@@ -150,13 +150,15 @@ class Observer:
             self.activity_records += 1
             try:
                 body = orjson.loads(record.value or b"")
-                self.activity_ids.add(str(body["activity_id"]))
-                kind = str(body.get("type", ""))
-                self.activity_types[kind] += 1
-                if body.get("user_id"):
-                    step = str(body.get("step_id") or "")
-                    self.last_activity[str(body["user_id"])] = f"{kind} {step}".strip()
-            except (orjson.JSONDecodeError, KeyError, TypeError):
+                # An ActivityBatch carries several activities of one user, in order.
+                for activity in body.get("activities", [body]):
+                    self.activity_ids.add(str(activity["activity_id"]))
+                    kind = str(activity.get("type", ""))
+                    self.activity_types[kind] += 1
+                    if activity.get("user_id"):
+                        step = str(activity.get("step_id") or "")
+                        self.last_activity[str(activity["user_id"])] = f"{kind} {step}".strip()
+            except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
                 self.malformed += 1
             return
         delivery = parse_command(record)

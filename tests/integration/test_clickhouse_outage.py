@@ -26,7 +26,7 @@ from sme.storage.activities import ACTIVITY_COLUMNS, activity_row
 from sme.storage.clickhouse import ClickHouseStore
 from sme.topics import ensure_topics
 from tests.support.events import event
-from tests.support.kafka_io import TopicReader, publish, publish_config
+from tests.support.kafka_io import TopicReader, publish, publish_config, unbundled
 from tests.support.runtime import running_engine
 from tests.support.waiting import eventually
 
@@ -98,10 +98,10 @@ class ActivityTopic:
         for records in (await self.consumer.getmany(timeout_ms=200)).values():
             for record in records:
                 with contextlib.suppress(orjson.JSONDecodeError):
-                    value = orjson.loads(record.value or b"")
-                    if isinstance(value, dict) and isinstance(value.get("activity_id"), str):
-                        self.ids.add(value["activity_id"])
-                        self.first_readable.setdefault(record.partition, record.offset)
+                    for value in unbundled(orjson.loads(record.value or b"")):
+                        if isinstance(value, dict) and isinstance(value.get("activity_id"), str):
+                            self.ids.add(value["activity_id"])
+                            self.first_readable.setdefault(record.partition, record.offset)
         return self.ids
 
     async def end_offsets(self, partitions: int) -> dict[TopicPartition, int]:

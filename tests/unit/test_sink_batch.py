@@ -2,7 +2,8 @@
 record of each partition it was given, bad records included; a record that is not an activity
 becomes a reject with its field errors and never a row; an erasure becomes a row without the
 user id plus an erasure that says whom, which and since when; and a user's rows after their
-erasure are kept apart (scoped by workspace)."""
+erasure are kept apart (scoped by workspace). A bundle (ActivityBatch) is its activities, in
+order, exactly as separate records would be; a malformed one is rejected whole."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from typing import Any
 
 from aiokafka import ConsumerRecord, TopicPartition
 
-from sme.contracts.activities import Activity, ActivityType
+from sme.contracts.activities import (
+    MAX_BUNDLE_ACTIVITIES,
+    MAX_BUNDLE_BYTES,
+    Activity,
+    ActivityType,
+    bundle_values,
+    read_activities,
+)
 from sme.contracts.dead_letters import RejectReason
 from sme.gateway.sink import Batch, Erasure
 
@@ -170,3 +178,92 @@ def test_a_second_erasure_of_a_user_drops_what_arrived_since_the_first() -> None
     assert [r[ID] for r in batch.later_rows] == [aid(5)]
     assert [(r[ID], r[USER]) for r in batch.rows] == [(aid(1), ""), (aid(3), "bob"), (aid(4), "")]
     assert [e.erasure_id for e in batch.erasures] == [str(aid(1)), str(aid(4))]
+
+
+def bundle(*activities: bytes) -> bytes:
+    """An ActivityBatch as the engine writes it (see `bundle_values`)."""
+    values = bundle_values(list(activities))
+    assert len(values) == 1
+    return values[0]
+
+
+def test_a_bundle_is_stored_as_its_activities_in_order_one_offset_for_all() -> None:
+    batch = Batch()
+    batch.add(record(activity(1), 10))
+    batch.add(record(bundle(activity(2), activity(3), activity(4, user="bob")), 11))
+
+    assert [(r[ID], r[USER]) for r in batch.rows] == [
+        (aid(1), "ada"),
+        (aid(2), "ada"),
+        (aid(3), "ada"),
+        (aid(4), "bob"),
+    ]
+    assert batch.next_offsets == {TopicPartition("t.activities", 0): 12}
+    assert batch.rejects == []
+
+
+def test_an_erasure_inside_a_bundle_splits_its_rows_as_separate_records_would() -> None:
+    values = [
+        activity(1, user="ada"),
+        activity(2, ActivityType.USER_ERASED, user="ada", details={"erasure_id": "er-1"}),
+        activity(3, user="ada"),  # after the erasure (signed up again): kept
+        activity(4, user="ada", workspace="w2"),  # another workspace's ada: not erased
+    ]
+    bundled, separate = Batch(), Batch()
+    bundled.add(record(activity(0, user="ada"), 0))  # an earlier record of hers: erased too
+    bundled.add(record(bundle(*values), 1))
+    separate.add(record(activity(0, user="ada"), 0))
+    for offset, value in enumerate(values, start=1):
+        separate.add(record(value, offset))
+
+    assert [(r[ID], r[USER]) for r in bundled.rows] == [
+        (aid(0), "ada"),
+        (aid(1), "ada"),
+        (aid(2), ""),
+        (aid(4), "ada"),
+    ]
+    assert [r[ID] for r in bundled.later_rows] == [aid(3)]
+    assert [e.erasure_id for e in bundled.erasures] == ["er-1"]
+    assert bundled.erased_users == {("w1", "ada")}
+    assert (bundled.rows, bundled.later_rows, bundled.erasures) == (
+        separate.rows,
+        separate.later_rows,
+        separate.erasures,
+    )
+
+
+def test_a_malformed_bundle_is_dead_lettered_whole_with_the_reason_and_where() -> None:
+    batch = Batch()
+    broken = record(
+        b'{"activities":[' + activity(1) + b',{"type":"enrolled"},' + activity(3) + b"]}", 5
+    )
+    empty = record(b'{"activities": []}', 6)
+    stray = record(b'{"activities": [' + activity(7) + b'], "extra": 1}', 7)
+    for rec in (broken, empty, stray):
+        batch.add(rec)
+    batch.add(record(activity(8), 8))
+
+    assert [r[ID] for r in batch.rows] == [aid(8)], "nothing of a malformed bundle is stored"
+    assert [rec for rec, _ in batch.rejects] == [broken, empty, stray]
+    assert {rej.reason for _, rej in batch.rejects} == {RejectReason.VALIDATION_FAILED}
+    broken_errors, empty_errors, stray_errors = (rej.errors for _, rej in batch.rejects)
+    assert {e.loc for e in broken_errors} >= {
+        "activities.1.activity_id",
+        "activities.1.workspace_id",
+    }
+    assert [(e.loc, e.type) for e in empty_errors] == [("activities", "too_short")]
+    assert [(e.loc, e.type) for e in stray_errors] == [("extra", "extra_forbidden")]
+    assert batch.next_offsets == {TopicPartition("t.activities", 0): 9}
+
+
+def test_bundles_are_split_by_count_and_size_and_a_lone_activity_travels_as_is() -> None:
+    many = [activity(n) for n in range(MAX_BUNDLE_ACTIVITIES + 1)]
+    values = bundle_values(many)
+    assert [len(read_activities(v)) for v in values] == [MAX_BUNDLE_ACTIVITIES, 1]
+    assert values[1] == many[-1]
+    big = [activity(n, details={"pad": "x" * (MAX_BUNDLE_BYTES // 3)}) for n in range(4)]
+    assert [len(read_activities(v)) for v in bundle_values(big)] == [2, 2]
+    assert all(len(v) <= MAX_BUNDLE_BYTES + 64 for v in bundle_values(big))
+    assert [a.activity_id for v in bundle_values(many) for a in read_activities(v)] == [
+        str(aid(n)) for n in range(MAX_BUNDLE_ACTIVITIES + 1)
+    ]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm
@@ -58,3 +59,64 @@ class Activity(BaseModel):
     value: float = 0.0
     cost: float = 0.0
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+MAX_BUNDLE_ACTIVITIES = 500
+"""At most this many activities travel in one `ActivityBatch` (a record stays well under the
+broker's 1 MiB message limit); a producer with more starts another bundle."""
+MAX_BUNDLE_BYTES = 256 * 1024
+"""A producer starts another bundle once the encoded activities reach this size."""
+
+
+class ActivityBatch(BaseModel):
+    """Several activities of one key (a user id) in one `sme.activities` record, in the order
+    they happened: the engine sends one per user per decided batch instead of one record per
+    activity. The sink stores them exactly as if each had been its own record, in this order
+    (so an erasure inside a bundle deletes exactly the rows before it). Single `Activity`
+    records stay valid on the topic: the gateway sends its own one at a time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    activities: list[Activity] = Field(min_length=1, max_length=MAX_BUNDLE_ACTIVITIES)
+
+
+def read_activities(value: bytes) -> list[Activity]:
+    """The activities an `sme.activities` record carries, in order. Raises `ValidationError`
+    (nothing of the record is taken) when it is neither a valid Activity nor a valid
+    ActivityBatch; a JSON object with `activities` is judged as a bundle (errors located as
+    `activities.<i>.<field>`), anything else as one Activity."""
+    if value[:16].lstrip().startswith(b'{"activities"'):
+        return ActivityBatch.model_validate_json(value).activities
+    try:
+        return [Activity.model_validate_json(value)]
+    except ValidationError:
+        try:
+            bundled = isinstance(parsed := orjson.loads(value), dict) and "activities" in parsed
+        except orjson.JSONDecodeError:
+            bundled = False
+        if bundled:  # written some other way (spaces, key order): still a bundle
+            return ActivityBatch.model_validate_json(value).activities
+        raise
+
+
+def bundle_values(encoded: list[bytes]) -> list[bytes]:
+    """Encoded activities (`model_dump_json`) of one key, in order -> record values: one
+    ActivityBatch per `MAX_BUNDLE_ACTIVITIES` / `MAX_BUNDLE_BYTES`, a lone activity as is."""
+    values: list[bytes] = []
+    chunk: list[bytes] = []
+    size = 0
+    for item in encoded:
+        if chunk and (len(chunk) >= MAX_BUNDLE_ACTIVITIES or size + len(item) > MAX_BUNDLE_BYTES):
+            values.append(_bundle(chunk))
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item) + 1
+    if chunk:
+        values.append(_bundle(chunk))
+    return values
+
+
+def _bundle(chunk: list[bytes]) -> bytes:
+    if len(chunk) == 1:
+        return chunk[0]
+    return b'{"activities":[' + b",".join(chunk) + b"]}"

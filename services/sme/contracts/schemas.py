@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sme.contracts.activities import Activity
+from sme.contracts.activities import Activity, ActivityBatch
 from sme.contracts.commands import Command
 from sme.contracts.config_records import SequenceRecord, WorkspaceRecord
 from sme.contracts.dead_letters import DeadLetter
@@ -20,6 +20,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "event": Event,
     "command": Command,
     "activity": Activity,
+    "activity_batch": ActivityBatch,
     "dead_letter": DeadLetter,
     "sequence_config": SequenceConfig,
     "workspace_settings": WorkspaceSettings,

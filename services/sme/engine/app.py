@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
 
 from sme.config_mirror import ConfigRegistry, TopicMirror
-from sme.contracts.activities import Activity, ActivityType
+from sme.contracts.activities import Activity, ActivityType, bundle_values
 from sme.contracts.dead_letters import FieldError, RejectReason, SourcePosition
 from sme.contracts.engine_inputs import (
     ENGINE_INPUT,
@@ -81,6 +81,9 @@ def exit_process(reason: str) -> None:
 
 
 LAG_INTERVAL_SECONDS = 5.0
+PRODUCER_COMPRESSION = "zstd"
+"""Compression of everything the services produce (aiokafka needs `cramjam` for it)."""
+PRODUCER_MAX_BATCH_BYTES = 512 * 1024
 MIB = 1024 * 1024
 USERS_ROCKSDB = {
     "write_buffer_size": 8 * MIB,
@@ -194,6 +197,11 @@ class Engine:
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
             producer_linger=0.005,  # batch sends: one request per few ms, not per message
+            # zstd (through cramjam): ~10x smaller on the broker for ~2 ms CPU per MiB. A
+            # producer batch per partition of up to 512 KiB takes a decided batch's outputs
+            # in one request instead of blocking on a full 16 KiB one.
+            producer_compression_type=PRODUCER_COMPRESSION,
+            producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
             broker_commit_interval=1.0,
             broker_session_timeout=settings.engine_session_timeout_seconds,
             broker_heartbeat_interval=settings.engine_session_timeout_seconds / 5,
@@ -515,9 +523,12 @@ class Engine:
             Outgoing(topics[command.channel], user, _dump(command))
             for user, command in batch.commands
         ]
+        # One record per user per batch (an ActivityBatch, or the lone activity as is), not
+        # one per activity: an enrolling signup's half dozen activities travel together.
         out.extend(
-            Outgoing(self.settings.topic_activities, user, _dump(activity))
-            for user, activity in batch.activities
+            Outgoing(self.settings.topic_activities, user, value)
+            for user, activities in batch.activities_by_user().items()
+            for value in bundle_values([_dump(a) for a in activities])
         )
         for _, command in batch.commands:
             self.metrics.commands_out.labels(command.channel.value).inc()

@@ -82,6 +82,15 @@ class Batch:
         self.writes[key] = Write(partition, stored, outcome.state)
         return True
 
+    def activities_by_user(self) -> dict[bytes, list[Activity]]:
+        """The batch's activities per record key (user id), each user's in decision order:
+        they travel as one `ActivityBatch` per user, so a user's `user_erased` still comes
+        after every earlier activity of theirs, and inside the bundle in the same order."""
+        by_user: dict[bytes, list[Activity]] = {}
+        for user, activity in self.activities:
+            by_user.setdefault(user, []).append(activity)
+        return by_user
+
     def erase(self, key: bytes, partition: int) -> None:
         self.writes[key] = Write(partition, None, None)
 

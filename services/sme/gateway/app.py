@@ -98,7 +98,11 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
         store = await ClickHouseStore(
             settings.clickhouse_dsn.get_secret_value(), settings.clickhouse_database
         ).open_async()
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            acks="all",
+            compression_type="zstd",  # as the engine's producer (aiokafka needs cramjam)
+        )
         try:
             await ensure_topics(settings)
             await producer.start()

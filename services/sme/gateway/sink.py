@@ -1,5 +1,8 @@
 """The ClickHouse sink of `sme.activities`: a plain aiokafka consumer with manual commits.
 
+A record holds one Activity or an ActivityBatch (several of one user, in order); either way
+each activity becomes one row, in record order.
+
 Batches by size and time, inserts, then commits exactly the offsets it stored. While ClickHouse
 is down it retries with capped backoff and does not poll, so nothing is dropped and offsets
 never pass what is stored; a retry resumes the batch where it failed, so no dead letter is sent
@@ -20,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import ValidationError
 
-from sme.contracts.activities import Activity, ActivityType
+from sme.contracts.activities import Activity, ActivityType, read_activities
 from sme.contracts.dead_letters import FieldError, RejectReason, SourcePosition
 from sme.core.intake import Rejection, dead_letter
 from sme.gateway.metrics import GatewayMetrics
@@ -70,17 +73,25 @@ class Batch:
     dead_lettered: int = 0
 
     def add(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """One record: an Activity, or an ActivityBatch whose activities are taken in their
+        order, each exactly as if it had been a record of its own. A record that is neither
+        (or a bundle with one invalid activity) is dead-lettered whole: nothing of it is
+        stored."""
         tp = TopicPartition(record.topic, record.partition)
         self.next_offsets[tp] = record.offset + 1
         try:
-            activity = Activity.model_validate_json(record.value or b"")
+            activities = read_activities(record.value or b"")
         except ValidationError as exc:
             errors = tuple(
                 FieldError(loc=".".join(map(str, e["loc"])), message=e["msg"], type=e["type"])
-                for e in exc.errors(include_url=False, include_input=False)
+                for e in exc.errors(include_url=False, include_input=False)[:20]
             )
             self.rejects.append((record, Rejection(RejectReason.VALIDATION_FAILED, errors)))
             return
+        for activity in activities:
+            self._add(activity)
+
+    def _add(self, activity: Activity) -> None:
         who = (activity.workspace_id, activity.user_id)
         if activity.type is ActivityType.USER_ERASED:
             if who in self.erased_users:

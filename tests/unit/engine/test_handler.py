@@ -151,7 +151,9 @@ async def test_a_signup_in_gives_a_command_and_activities_out_then_stores_the_st
     assert [(c["user_id"], c["config_id"], c["step_id"]) for c in commands] == [
         ("ada", "welcome", "hello")
     ]
-    activities = [v["type"] for t, v in sends if t == "sme.activities"]
+    records = [v for t, v in sends if t == "sme.activities"]
+    assert len(records) == 1, "the signup's activities travel together, in one record"
+    activities = [a["type"] for a in records[0]["activities"]]
     assert {"event_received", "enrolled", "command_emitted"} <= set(activities)
     assert {t for t, _ in sends} == {"sme.commands.email", "sme.activities"}
 
