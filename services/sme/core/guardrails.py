@@ -226,10 +226,15 @@ def _rules(
             if cap.channel is None:
                 rule = _cap(cap, level.touches, tz)
                 shared.append(_Rule(_memo(rule), Reason.FREQUENCY_CAP, skips))
+    # A level's cost spend is the same whatever the channel: read once per day asked about.
+    cost_spent = [
+        _spent(ledger, level.scope, "cost") if level.rules.daily_cost_budget is not None else None
+        for level in levels
+    ]
     out: dict[Channel, list[_Rule]] = {}
     for channel in channels:
-        limits = list(shared)
-        for level in levels:
+        limits = timing + shared
+        for level, level_cost in zip(levels, cost_spent, strict=True):
             rules = level.rules
             skips = rules.on_limit == "skip"
             for cap in rules.frequency_caps:
@@ -241,12 +246,13 @@ def _rules(
                 spent = _spent(ledger, level.scope, channel.value)
                 room = _budget(limit, True, 1.0, spent, partition, partitions)
                 limits.append(_Rule(room, Reason.CHANNEL_BUDGET, skips))
-            if rules.daily_cost_budget is not None:
-                spent = _spent(ledger, level.scope, "cost")
+            if rules.daily_cost_budget is not None and level_cost is not None:
                 cost = message_cost(levels, channel)
-                room = _budget(rules.daily_cost_budget, False, cost, spent, partition, partitions)
+                room = _budget(
+                    rules.daily_cost_budget, False, cost, level_cost, partition, partitions
+                )
                 limits.append(_Rule(room, Reason.COST_BUDGET, skips))
-        out[channel] = timing + limits
+        out[channel] = limits
     return out
 
 
@@ -279,7 +285,17 @@ def _not_before(free: datetime) -> NextOk:
 
 
 def _spent(ledger: Ledger, scope: str, item: str) -> Callable[[date], float]:
-    return lambda day: ledger.get(budget_key(scope, day.isoformat(), item), 0.0)
+    """What the ledger says was spent on a day (read once per day: the ledger does not change
+    during one evaluation)."""
+    known: dict[date, float] = {}
+
+    def spent(day: date) -> float:
+        amount = known.get(day)
+        if amount is None:
+            amount = known[day] = ledger.get(budget_key(scope, day.isoformat(), item), 0.0)
+        return amount
+
+    return spent
 
 
 def _budget(
@@ -294,12 +310,16 @@ def _budget(
     whose quota has it. Quotas repeat every `partitions` days, so that far is enough."""
 
     def next_ok(t: datetime) -> datetime | None:
-        today = t.astimezone(UTC).date()
-        for ahead in range(partitions + 1):
+        today = (t if t.tzinfo is UTC else t.astimezone(UTC)).date()
+        if spent(today) + need <= quota(budget, partition, partitions, integral, today) + (
+            BUDGET_EPSILON
+        ):
+            return t  # room today: the common case
+        for ahead in range(1, partitions + 1):
             day = today + timedelta(days=ahead)
             share = quota(budget, partition, partitions, integral, day)
             if spent(day) + need <= share + BUDGET_EPSILON:
-                return t if ahead == 0 else datetime.combine(day, time.min, tzinfo=UTC)
+                return datetime.combine(day, time.min, tzinfo=UTC)
         return None
 
     return next_ok
