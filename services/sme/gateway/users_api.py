@@ -190,8 +190,11 @@ async def erasure_progress(
     """An erasure's progress: `requested` (queued; the engine and sink are on it) or
     `completed` (every row deleted and the rollups recomputed), with its timing."""
     _scope(who, workspace_id)
+    # Read memory before the store: a flush that lands while the store is queried drops the
+    # pending entry, and its row may not have been visible to the query.
+    pending = _recorder(request).requested(workspace_id, erasure_id)
     status = await erasure_status(request.app.state.gw.store, workspace_id, erasure_id)
-    status = status or _recorder(request).requested(workspace_id, erasure_id)
+    status = status or pending
     if status is None:
         raise HTTPException(404, "no such erasure")
     return ErasureProgress(**status)
