@@ -123,7 +123,9 @@ async def test_each_rule_is_judged_over_its_own_window_not_the_longest_rules(
                 "id": "errors-hourly",
                 "metric": "error_rate",
                 "threshold": 0.4,
-                "min_volume": 4,
+                # Judged only once all ten of the hour's events are stored: a partial hour
+                # (e.g. five valid and none rejected yet) must not race the assertion below.
+                "min_volume": 10,
                 "window": "PT1H",
             },
             {
