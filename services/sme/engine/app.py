@@ -26,12 +26,11 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 import faust.streams
 import orjson
-from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ValidationError
@@ -55,7 +54,9 @@ from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activi
 from sme.core.retention import expired_ledger_keys
 from sme.core.timeutil import to_ms, utc_day
 from sme.core.user_state import UserState, state_key
+from sme.engine import faust_monitor
 from sme.engine.batch import Batch, rng_for
+from sme.engine.delivery import send_batches
 from sme.engine.intake import Intake
 from sme.engine.metrics import EngineMetrics
 from sme.engine.stats_board import StatsBoard
@@ -270,7 +271,7 @@ class Engine:
             self.app.task(self.workers.every(name, interval, tick).run)
         self.app.on_rebalance_complete.connect(self._rebuild_due_index)
         self.configs.on_change(self._config_changed)
-        setup_prometheus_sensors(self.app, registry=self.metrics.registry, name_prefix="sme_faust")
+        faust_monitor.install(self.app, self.metrics.registry, "sme_faust")
         engine = self
 
         async def readyz(view: Any, request: Any) -> Any:
@@ -548,29 +549,23 @@ class Engine:
                 metric.labels(label).inc(n)
         return out
 
+    def _kafka_producer(self) -> Any:
+        """The aiokafka producer under Faust's (started with the app; its batch API)."""
+        return cast(Any, self.app.producer)._ensure_producer()
+
     async def _deliver(self, outgoing: Sequence[Outgoing]) -> None:
         """Send and wait until the broker holds every record. Failed sends are retried with
         backoff (same bytes, so the same ids), never dropped: the batch waits for them."""
         pending = list(outgoing)
         attempt = 0
         while pending:
-            producer = self.app.producer
-            futures = []
-            for i, o in enumerate(pending):
-                if i == len(pending) // 2:
-                    self.crash_points.reached("delivering")
-                futures.append(
-                    await producer.send(
-                        o.topic, o.key, o.value, partition=o.partition, timestamp=None, headers=None
-                    )
-                )
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            failed = [
-                o for o, r in zip(pending, results, strict=True) if isinstance(r, BaseException)
-            ]
+            failed, error = await send_batches(
+                self._kafka_producer(),
+                pending,
+                lambda: self.crash_points.reached("delivering"),
+            )
             if not failed:
                 return
-            error = next(r for r in results if isinstance(r, BaseException))
             delay = DELIVERY_BACKOFF_SECONDS[min(attempt, len(DELIVERY_BACKOFF_SECONDS) - 1)]
             log.warning(
                 "%d of %d sends failed (%r); retrying in %.1fs",

@@ -70,12 +70,40 @@ class Log:
         return future
 
 
+class FakeBatch:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes]] = []
+
+    def append(self, *, key: bytes | None, value: bytes, timestamp: float | None) -> object:
+        self.records.append((key, value))
+        return object()
+
+    def close(self) -> None:
+        return None
+
+
 class FakeProducer:
+    """Faust's producer and, under it, aiokafka's batch API (`_ensure_producer`)."""
+
     def __init__(self, log: Log) -> None:
         self.log = log
 
     async def send(self, topic: str, key: bytes | None, value: bytes, **_: Any) -> Any:
         self.log.entries.append(("send", topic, key, orjson.loads(value)))
+        return self.log.acked()
+
+    def _ensure_producer(self) -> FakeProducer:
+        return self
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(6))
+
+    def create_batch(self) -> FakeBatch:
+        return FakeBatch()
+
+    async def send_batch(self, batch: FakeBatch, topic: str, *, partition: int) -> Any:
+        for key, value in batch.records:
+            self.log.entries.append(("send", topic, key, orjson.loads(value)))
         return self.log.acked()
 
 
