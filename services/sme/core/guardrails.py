@@ -108,7 +108,8 @@ def evaluate(
             channels = _drop(
                 channels, lambda ch, a=allowed: ch not in a, Reason.CHANNEL_NOT_ALLOWED, dropped
             )
-    channels = _drop(channels, lambda ch: consent.get(ch) is False, Reason.NO_CONSENT, dropped)
+    if consent and any(consent.get(ch) is False for ch in channels):
+        channels = _drop(channels, lambda ch: consent.get(ch) is False, Reason.NO_CONSENT, dropped)
     if not channels:
         no_consent = Reason.NO_CONSENT.value in dropped.values()
         return Verdict(
@@ -182,19 +183,19 @@ def _all_allow_now(
         if today is None:
             today = (now if now.tzinfo is UTC else now.astimezone(UTC)).date()
         day = today.isoformat()
-        cost_spent: float | None = None
-        for channel in channels:
-            limit = send_budget.get(channel)
-            if limit is not None:
-                spent = ledger.get(budget_key(level.scope, day, channel.value), 0.0)
-                share = quota(limit, partition, partitions, True, today)
-                if not spent + 1.0 <= share + BUDGET_EPSILON:
-                    return False
-            if cost_budget is not None:
-                if cost_spent is None:
-                    cost_spent = ledger.get(budget_key(level.scope, day, "cost"), 0.0)
-                share = quota(cost_budget, partition, partitions, False, today)
-                if not cost_spent + message_cost(levels, channel) <= share + BUDGET_EPSILON:
+        if send_budget:
+            for channel in channels:
+                limit = send_budget.get(channel)
+                if limit is not None:
+                    spent = ledger.get(budget_key(level.scope, day, channel.value), 0.0)
+                    share = quota(limit, partition, partitions, True, today)
+                    if not spent + 1.0 <= share + BUDGET_EPSILON:
+                        return False
+        if cost_budget is not None:
+            cost_spent = ledger.get(budget_key(level.scope, day, "cost"), 0.0)
+            room = quota(cost_budget, partition, partitions, False, today) + BUDGET_EPSILON
+            for channel in channels:
+                if not cost_spent + message_cost(levels, channel) <= room:
                     return False
     return True
 
