@@ -106,18 +106,31 @@ class Decision:
 
     # --- transitions ------------------------------------------------------------------------
     def jump(
-        self, enrollment: Enrollment, config: SequenceConfig, target: str, reason: Reason | None
+        self,
+        enrollment: Enrollment,
+        config: SequenceConfig,
+        target: str,
+        reason: Reason | None,
+        sent: int | None = None,
     ) -> bool:
-        """Move to `target` ("next", a step id or "exit"); False if the enrollment ended."""
+        """Move to `target` ("next", a step id or "exit"); False if the enrollment ended.
+        `sent`, if given, is the enrollment's new message count, set in the same new form (a
+        send moves on at once: one copy of the enrollment, not two)."""
         if reason is not None and target != "exit":
             kind = ActivityType.STEP_BRANCHED if target != "next" else ActivityType.STEP_SKIPPED
             self.add(self.step_activity(kind, enrollment, reason, {"goto": target}))
-        if target == "exit":
-            self.exit(enrollment, reason or Reason.BRANCHED)
-            return False
-        index = enrollment.step + 1 if target == "next" else config.step_index(target)
+        index: int | None = None
+        if target == "next":
+            index = enrollment.step + 1
+        elif target != "exit":
+            index = config.step_index(target)
         if index is None or index >= len(config.steps):
-            self.exit(enrollment, Reason.COMPLETED)
+            if sent is not None:
+                enrollment = evolve(enrollment, sent=sent)
+            if target == "exit":
+                self.exit(enrollment, reason or Reason.BRANCHED)
+            else:
+                self.exit(enrollment, Reason.COMPLETED)
             return False
         step = config.steps[index]
         self.put(
@@ -130,6 +143,7 @@ class Decision:
                 deferrals=0,
                 timed=False,
                 due_ms=due_ms(step, enrollment.enrolled_ms, self.now_ms),
+                sent=enrollment.sent if sent is None else sent,
             )
         )
         return True
@@ -295,7 +309,7 @@ class Decision:
         values: dict[str, Any] = {
             "activity_id": stable_id(
                 "activity",
-                kind.value,
+                kind,  # a StrEnum: its str() is its value
                 state.workspace_id,
                 config_id,
                 state.user_id,
@@ -332,7 +346,7 @@ def event_activity(event: Event, kind: ActivityType) -> Activity:
     return build(
         Activity,
         {
-            "activity_id": stable_id("activity", kind.value, event.workspace_id, event.event_id),
+            "activity_id": stable_id("activity", kind, event.workspace_id, event.event_id),
             "type": kind,
             "workspace_id": event.workspace_id,
             "user_id": event.user_id,

@@ -108,7 +108,8 @@ def evaluate(
             channels = _drop(
                 channels, lambda ch, a=allowed: ch not in a, Reason.CHANNEL_NOT_ALLOWED, dropped
             )
-    channels = _drop(channels, lambda ch: consent.get(ch) is False, Reason.NO_CONSENT, dropped)
+    if consent and any(consent.get(ch) is False for ch in channels):
+        channels = _drop(channels, lambda ch: consent.get(ch) is False, Reason.NO_CONSENT, dropped)
     if not channels:
         no_consent = Reason.NO_CONSENT.value in dropped.values()
         return Verdict(
@@ -117,6 +118,8 @@ def evaluate(
             dropped=dropped,
         )
 
+    if _all_allow_now(channels, levels, now, tz, ledger, partition, partitions):
+        return Verdict(tuple(channels), dropped=dropped)  # the common case, without the search
     sendable: list[Channel] = []
     waits: list[tuple[datetime, Channel, Reason | None]] = []
     skipped: list[tuple[Channel, Reason]] = []
@@ -142,6 +145,80 @@ def evaluate(
             tuple(ch for _, ch, _ in waits), defer_until=until, reason=reason, dropped=dropped
         )
     return Verdict(skip=True, reason=skipped[0][1], dropped=dropped)
+
+
+def _all_allow_now(
+    channels: Sequence[Channel],
+    levels: Sequence[Level],
+    now: datetime,
+    tz: str,
+    ledger: Ledger,
+    partition: int,
+    partitions: int,
+) -> bool:
+    """Whether every rule `_rules` would list for every channel allows `now` itself (each
+    rule's `next_ok(now) == now`): then every channel is sendable and the earliest-moment
+    search has nothing to find. Checked directly, without building the rules; any rule that
+    does not allow `now` sends the caller to the full search, which decides as before."""
+    today: date | None = None
+    for level in levels:
+        rules = level.rules
+        touches = level.touches
+        quiet = rules.quiet_hours
+        if quiet is not None and next_time_outside(now, tz, quiet.start, quiet.end) != now:
+            return False
+        gap = rules.min_gap
+        if gap is not None and touches and from_ms(max(t.at_ms for t in touches)) + gap > now:
+            return False
+        for cap in rules.frequency_caps:
+            if cap.channel is None:
+                if _cap_full(cap, touches, tz, now, None):
+                    return False
+            elif cap.channel in channels and _cap_full(cap, touches, tz, now, cap.channel):
+                return False
+        send_budget = rules.daily_send_budget
+        cost_budget = rules.daily_cost_budget
+        if not send_budget and cost_budget is None:
+            continue
+        if today is None:
+            today = (now if now.tzinfo is UTC else now.astimezone(UTC)).date()
+        day = today.isoformat()
+        if send_budget:
+            for channel in channels:
+                limit = send_budget.get(channel)
+                if limit is not None:
+                    spent = ledger.get(budget_key(level.scope, day, channel.value), 0.0)
+                    share = quota(limit, partition, partitions, True, today)
+                    if not spent + 1.0 <= share + BUDGET_EPSILON:
+                        return False
+        if cost_budget is not None:
+            cost_spent = ledger.get(budget_key(level.scope, day, "cost"), 0.0)
+            room = quota(cost_budget, partition, partitions, False, today) + BUDGET_EPSILON
+            for channel in channels:
+                if not cost_spent + message_cost(levels, channel) <= room:
+                    return False
+    return True
+
+
+def _cap_full(
+    cap: FrequencyCap, touches: Sequence[Touch], tz: str, now: datetime, channel: Channel | None
+) -> bool:
+    """Whether `cap` (on `channel`, or on every channel) holds back a send at `now`: the
+    same count as `_cap`'s rule at `now`."""
+    per = cap.per
+    if per is not None:
+        start = to_ms(now - per)
+        count = sum(
+            1 for t in touches if t.at_ms > start and (channel is None or t.channel == channel)
+        )
+        return count >= cap.max
+    today = local_date(now, tz)
+    count = sum(
+        1
+        for t in touches
+        if (channel is None or t.channel == channel) and local_date(from_ms(t.at_ms), tz) == today
+    )
+    return count >= cap.max
 
 
 def earliest(rules: Sequence[_Rule], now: datetime) -> tuple[datetime | None, Reason | None]:

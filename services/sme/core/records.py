@@ -26,6 +26,7 @@ class _Shape:
     factories: tuple[tuple[str, Callable[[], Any]], ...]
     required: frozenset[str]
     fields: frozenset[str]
+    new: Callable[[type[BaseModel]], Any]  # the class's bare constructor (no __init__)
 
 
 @cache
@@ -41,24 +42,26 @@ def _shape(cls: type[BaseModel]) -> _Shape:
             required.add(name)
         else:
             template[name] = info.default
-    return _Shape(template, tuple(factories), frozenset(required), frozenset(template))
+    new = object.__new__ if cls.__new__ is object.__new__ else cls.__new__
+    return _Shape(template, tuple(factories), frozenset(required), frozenset(template), new)
 
 
 def build(cls: type[M], values: dict[str, Any]) -> M:
     """An instance of `cls` with `values` and every other field at its default."""
     shape = _shape(cls)
     given = values.keys()
-    if not shape.required <= given or not given <= shape.fields:
-        missing = sorted(shape.required - given)
-        unknown = sorted(given - shape.fields)
-        raise TypeError(f"{cls.__name__}: missing {missing}, unknown {unknown}")
-    data = {**shape.template, **values}
-    for name, factory in shape.factories:
-        if name not in values:
-            data[name] = factory()
-    instance = cls.__new__(cls)
+    data = {**shape.template, **values}  # declaration order, whatever the order given
+    if given != shape.fields:  # not every field given: check, then fill in the defaults
+        if not shape.required <= given or not given <= shape.fields:
+            missing = sorted(shape.required - given)
+            unknown = sorted(given - shape.fields)
+            raise TypeError(f"{cls.__name__}: missing {missing}, unknown {unknown}")
+        for name, factory in shape.factories:
+            if name not in values:
+                data[name] = factory()
+    instance: M = shape.new(cls)
     _set(instance, "__dict__", data)
-    _set(instance, "__pydantic_fields_set__", set(values))
+    _set(instance, "__pydantic_fields_set__", set(given))
     _set(instance, "__pydantic_extra__", None)
     _set(instance, "__pydantic_private__", None)
     return instance

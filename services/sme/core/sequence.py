@@ -21,7 +21,7 @@ from sme.contracts.reasons import Reason
 from sme.contracts.sequences import AttributeFilter, SequenceConfig, Status, Step
 from sme.core.arms import arm_of_record
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
-from sme.core.evolve import evolve
+from sme.core.evolve import PerObject, evolve
 from sme.core.stats import deltas
 from sme.core.steps import advance_due, attribute_holds
 from sme.core.timeutil import MS, local_hour
@@ -335,18 +335,25 @@ def _profile_keys(state: UserState, event: Event, ctx: Context) -> frozenset[str
     profile, conditions, branch rules, context attributes): all the profile needs to keep."""
     if not state.profile.attributes and (event.user is None or not event.user.attributes):
         return None  # nothing to keep or drop
+    configs = list(ctx.configs.values())
+    if len(configs) == 1:
+        return _asked_keys(configs[0])
+    return frozenset().union(*map(_asked_keys, configs))
+
+
+def _config_keys(config: SequenceConfig) -> frozenset[str]:
+    """The attribute keys one sequence can ask about."""
     keys: set[str] = set()
-    for config in ctx.configs.values():
-        keys.update(f.key for f in config.entry.filters if f.source == "attribute")
-        keys.update(config.adaptive.context_attributes)
-        for step in config.steps:
-            if step.condition is not None:
-                keys.update(f.key for f in step.condition.attributes)
-            keys.update(r.attribute.key for r in step.branches if r.attribute is not None)
+    keys.update(f.key for f in config.entry.filters if f.source == "attribute")
+    keys.update(config.adaptive.context_attributes)
+    for step in config.steps:
+        if step.condition is not None:
+            keys.update(f.key for f in step.condition.attributes)
+        keys.update(r.attribute.key for r in step.branches if r.attribute is not None)
     return frozenset(keys)
 
 
-def _watched_types(config: SequenceConfig) -> set[str]:
+def _config_watched_types(config: SequenceConfig) -> frozenset[str]:
     types: set[str] = set()
     for step in config.steps:
         if step.condition is not None:
@@ -354,7 +361,12 @@ def _watched_types(config: SequenceConfig) -> set[str]:
         if step.wait_for is not None:
             types.add(step.wait_for.event_type)
         types.update(r.event_type for r in step.branches if r.event_type)
-    return types
+    return frozenset(types)
+
+
+# Derived once per (immutable) configuration object, not per event.
+_asked_keys = PerObject(_config_keys)
+_watched_types = PerObject(_config_watched_types)
 
 
 def _see(enrollment: Enrollment, event_type: str) -> Enrollment:

@@ -83,8 +83,9 @@ def fire(d: Decision, enrollment: Enrollment, config: SequenceConfig | None) -> 
 
 
 def _moved(d: Decision, enrollment: Enrollment, config: SequenceConfig, target: str,
-           reason: Reason | None, result: StepResult) -> StepResult:  # fmt: skip
-    return result if d.jump(enrollment, config, target, reason) else StepResult.EXITED
+           reason: Reason | None, result: StepResult, sent: int | None = None,
+           ) -> StepResult:  # fmt: skip
+    return result if d.jump(enrollment, config, target, reason, sent) else StepResult.EXITED
 
 
 def branch(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
@@ -180,9 +181,7 @@ def _suppressed(
             {"channel": verdict.channels[0].value},
         )
     )
-    enrollment = evolve(enrollment, sent=enrollment.sent + 1)
-    d.put(enrollment)
-    return _moved(d, enrollment, config, "next", None, StepResult.SENT)
+    return _moved(d, enrollment, config, "next", None, StepResult.SENT, enrollment.sent + 1)
 
 
 def _send(
@@ -254,9 +253,7 @@ def _send(
     for key, amount in guardrails.spend(levels, channel, d.now):
         d.ledger_deltas.append((key, amount))
         d.ledger_pending[key] = d.ledger_pending.get(key, 0.0) + amount
-    enrollment = evolve(enrollment, sent=enrollment.sent + 1)
-    d.put(enrollment)
-    return _moved(d, enrollment, config, "next", None, StepResult.SENT)
+    return _moved(d, enrollment, config, "next", None, StepResult.SENT, enrollment.sent + 1)
 
 
 def _deferral_deadline(
