@@ -23,6 +23,7 @@ from sme.contracts.sequences import SequenceConfig
 from sme.core.sequence import Context, on_event, on_timer
 from sme.core.timeutil import from_ms
 from sme.core.user_state import UserState
+from sme.gc_tuning import tune_gc
 
 CONFIG = SequenceConfig.model_validate(
     {
@@ -86,6 +87,7 @@ def run(users: int, seed: int) -> dict[str, float]:
     ]
     states: list[UserState] = []
     decisions = 0
+    tune_gc()  # as `sme engine` runs the core
     t0 = time.perf_counter()
     for event in events:
         out = on_event(UserState.new("acme", event.user_id), event, start, rng, ctx)

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sme.errors import SmeError
+from sme.gc_tuning import tune_gc
 from sme.settings import Settings, load_settings
 
 
@@ -41,6 +42,7 @@ def run_engine(settings: Settings) -> None:
     asyncio.run(ensure_topics(settings))
     asyncio.set_event_loop(asyncio.new_event_loop())
     engine = Engine(settings)
+    tune_gc()
     print(
         f"sme engine: metrics at http://{settings.engine_web_host}:{settings.engine_web_port}/metrics",
         flush=True,
