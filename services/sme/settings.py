@@ -55,7 +55,11 @@ class Settings(BaseSettings):
         500, ge=1, le=10_000, description="Most inputs the engine decides in one batch."
     )
     engine_batch_seconds: float = Field(
-        0.02, gt=0, le=5, description="Longest wait to fill a batch before deciding it."
+        0.005,
+        gt=0,
+        le=5,
+        description="Longest wait to fill a batch before deciding it (under load batches fill "
+        "while the previous one is decided; this only delays inputs at low rates).",
     )
     engine_session_timeout_seconds: float = Field(
         8.0,
