@@ -13,6 +13,8 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import ConsumerRecord
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from sme.contracts.activities import Activity, ActivityType, bundle_values, read_activities
@@ -213,3 +215,72 @@ def test_a_rejected_record_carries_the_same_field_errors_as_before() -> None:
     batch.add(record(value))
     [(_, rejection)] = batch.rejects
     assert [e.loc for e in rejection.errors] == ["activities.1.type"]
+
+
+_TEXT = st.text(max_size=20)
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _TEXT,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_TEXT, children, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    workspace=_TEXT,
+    user=_TEXT,
+    event=_TEXT,
+    at=st.datetimes(
+        min_value=datetime(1971, 1, 1),  # noqa: DTZ001 - hypothesis takes naive bounds
+        max_value=datetime(2200, 1, 1),  # noqa: DTZ001
+        timezones=st.sampled_from(
+            [UTC, timezone(timedelta(hours=13, minutes=45)), timezone(timedelta(hours=-11))]
+        ),
+    ),
+    value=st.floats(allow_nan=False, allow_infinity=False),
+    cost=st.floats(min_value=0, allow_nan=False, allow_infinity=False),
+    version=st.integers(min_value=0, max_value=2**32 - 1),
+    details=st.dictionaries(_TEXT, _JSON, max_size=4),
+)
+def test_any_engine_record_gives_the_models_rows_or_is_left_to_the_model(
+    workspace: str,
+    user: str,
+    event: str,
+    at: datetime,
+    value: float,
+    cost: float,
+    version: int,
+    details: dict[str, Any],
+) -> None:
+    activity = Activity(
+        activity_id=str(uuid.uuid4()),
+        type=ActivityType.FEEDBACK,
+        workspace_id=workspace,
+        user_id=user,
+        occurred_at=at,
+        config_version=version,
+        event_id=event,
+        value=value,
+        cost=cost,
+        details=details,
+    )
+    encoded = activity.model_dump_json().encode()
+    rows = wire_rows(encoded)
+    if rows is not None:
+        assert rows == model_rows(encoded)
+    else:  # only numbers in details that orjson may have read from a >64-bit integer
+        assert _has_huge_number(details)
+
+
+def _has_huge_number(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_huge_number(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_huge_number(v) for v in value)
+    if type(value) is float:
+        return abs(value) >= 2**63
+    return type(value) is int and not -(2**63) <= value < 2**64
