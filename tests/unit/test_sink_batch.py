@@ -67,8 +67,8 @@ def activity(
     )
 
 
-def aid(n: int) -> uuid.UUID:
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"batch-{n}")
+def aid(n: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"batch-{n}"))
 
 
 def test_next_offsets_are_one_past_the_last_record_of_each_partition() -> None:

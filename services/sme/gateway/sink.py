@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,7 @@ from sme.core.intake import Rejection, dead_letter
 from sme.gateway.metrics import GatewayMetrics
 from sme.settings import Settings
 from sme.storage.activities import ACTIVITY_COLUMNS, activity_row
+from sme.storage.activity_wire import wire_rows
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.erasures import (
     ErasurePlan,
@@ -42,6 +44,7 @@ from sme.storage.rollup import Rollup
 log = logging.getLogger(__name__)
 
 
+Row = Sequence[Any]
 _WS, _USER = ACTIVITY_COLUMNS.index("workspace_id"), ACTIVITY_COLUMNS.index("user_id")
 
 
@@ -59,8 +62,8 @@ class Batch:
     are inserted first, then the batch's erasures run (one delete for all), then `later_rows`
     (rows of a user that arrived after their erasure, e.g. they signed up again) are kept."""
 
-    rows: list[list[Any]] = field(default_factory=list)
-    later_rows: list[list[Any]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    later_rows: list[Row] = field(default_factory=list)
     erasures: list[Erasure] = field(default_factory=list)
     erased_users: set[tuple[str, str]] = field(default_factory=set)
     rejects: list[tuple[ConsumerRecord[bytes, bytes], Rejection]] = field(default_factory=list)
@@ -79,6 +82,11 @@ class Batch:
         stored."""
         tp = TopicPartition(record.topic, record.partition)
         self.next_offsets[tp] = record.offset + 1
+        rows = wire_rows(record.value or b"")
+        if rows is not None:  # the engine's own canonical bytes: no model needed
+            for row in rows:
+                self._add_row(row)
+            return
         try:
             activities = read_activities(record.value or b"")
         except ValidationError as exc:
@@ -100,10 +108,15 @@ class Batch:
             self.erasures.append(_erasure(activity))
             self.erased_users.add(who)
             self.rows.append(activity_row(activity.model_copy(update={"user_id": ""})))
-        elif activity.user_id and who in self.erased_users:
-            self.later_rows.append(activity_row(activity))
         else:
-            self.rows.append(activity_row(activity))
+            self._add_row(activity_row(activity))
+
+    def _add_row(self, row: Row) -> None:
+        """A row of any activity but an erasure: kept apart if its user was erased earlier."""
+        if row[_USER] and (row[_WS], row[_USER]) in self.erased_users:
+            self.later_rows.append(row)
+        else:
+            self.rows.append(row)
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.later_rows) + len(self.rejects)

@@ -32,8 +32,11 @@ ACTIVITY_COLUMNS = (
 
 
 def activity_row(activity: Activity) -> list[Any]:
+    """The row of one activity. The id goes as its canonical text (ClickHouse parses it into
+    the UUID column), the form the sink's fast path (`activity_wire`) also gives, since one
+    insert's column must hold one kind of value."""
     return [
-        uuid.UUID(activity.activity_id),
+        str(uuid.UUID(activity.activity_id)),
         activity.type.value,
         activity.workspace_id,
         activity.user_id,
