@@ -154,13 +154,17 @@ def evaluate(
     data: LoggedData, seeds: Sequence[int], steps: int, context: Sequence[str]
 ) -> dict[str, object]:
     """Per seed: the core's policy with context groups, the core's policy pooled, and a plain
-    pooled Beta-Bernoulli Thompson sampler (the reference); each with its share of the gap."""
+    pooled Beta(1, 1)-Bernoulli Thompson sampler without a floor (the reference: the core with
+    pooling fixed and no context); each with its share of the gap."""
     uniform, best, best_item = baselines(data)
     gap = best - uniform
     policies = {
         "sme": (Adaptive(), tuple(context)),
         "sme_pooled": (Adaptive(), ()),
-        "thompson_reference": (Adaptive(exploration="none", user_affinity_weight=0), ()),
+        "thompson_reference": (
+            Adaptive(exploration="none", pooling="fixed", user_affinity_weight=0),
+            (),
+        ),
     }
     results: dict[str, list[dict[str, float]]] = {name: [] for name in policies}
     for seed in seeds:
