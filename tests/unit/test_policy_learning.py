@@ -110,6 +110,16 @@ def test_new_counts_refit_the_prior() -> None:
     assert after < before
 
 
+def test_the_fitted_prior_of_one_statistics_object_is_never_reused_for_another() -> None:
+    agree = with_groups(EMAIL, {"#0": (2000.0, 300.0), "#1": (2000.0, 300.0)})
+    differ = with_groups(EMAIL, {"#0": (2000.0, 20.0), "#1": (2000.0, 580.0)})
+    assert agree[ckey(EMAIL)] == differ[ckey(EMAIL)]  # the same pooled counts
+
+    strengths = [pooling_strength(s, ckey(EMAIL), Adaptive())[1] for s in (agree, differ, agree)]
+
+    assert strengths[0] == strengths[2] > strengths[1]
+
+
 def test_min_strength_above_max_strength_is_rejected() -> None:
     with pytest.raises(ValidationError):
         Adaptive(pooling_min_strength=10, pooling_max_strength=5)
