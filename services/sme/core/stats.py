@@ -177,7 +177,7 @@ def sum_decayed(
 def group_counts(keys: Iterable[str]) -> dict[tuple[str, str, str], int]:
     """Context groups (pooled excluded) per (kind, config, step) among the statistics keys:
     what the engine exports as a gauge so a runaway attribute is visible. Kinds: c channel,
-    v variant, u unsubscribe, t send hour (step is the hour there)."""
+    v variant, u unsubscribe, t send hour (step "*": its groups span the hours)."""
     counts: Counter[tuple[str, str, str]] = Counter()
     seen: set[tuple[str, str, str, str]] = set()
     for key in keys:
