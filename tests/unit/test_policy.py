@@ -1,6 +1,6 @@
-"""Adaptive choices: posterior back-off of context groups, Thompson sampling with an
-exploration floor, the fixed/baseline policies, the user's own affinity, and send-time
-optimisation inside the allowed window and outside quiet hours."""
+"""Adaptive choices: the fixed posterior back-off of context groups (pooling: fixed), Thompson
+sampling with a fixed exploration floor, the fixed/baseline policies, the user's own affinity,
+and send-time optimisation inside the allowed window and outside quiet hours."""
 
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ def picks(
 
 
 POOLED_STATS = {ckey(EMAIL): (1000.0, 300.0)}  # the population converts 30%
+FIXED_POOLING = Adaptive(pooling="fixed")
+FIXED_FLOOR = Adaptive(exploration="fixed", min_exploration=0.3)
 
 
 def test_the_pooled_posterior_is_the_prior_plus_the_pooled_counts() -> None:
@@ -61,14 +63,14 @@ def test_the_pooled_posterior_is_the_prior_plus_the_pooled_counts() -> None:
 
 
 def test_a_group_without_data_starts_at_the_pooled_estimate() -> None:
-    a, b = posterior(POOLED_STATS, ckey(EMAIL, GROUP), ckey(EMAIL), Adaptive())
+    a, b = posterior(POOLED_STATS, ckey(EMAIL, GROUP), ckey(EMAIL), FIXED_POOLING)
 
     assert mean((a, b)) == pytest.approx(0.30, abs=0.01)
     assert a + b == pytest.approx(2 + 50)  # prior + the configured pseudo-observations
 
 
 def test_a_group_moves_from_the_pooled_estimate_towards_its_own_rate_as_data_arrives() -> None:
-    adaptive = Adaptive()
+    adaptive = FIXED_POOLING
     distances = []
     for trials in (0, 10, 100, 1000, 10_000):
         stats = {**POOLED_STATS, ckey(EMAIL, GROUP): (float(trials), 0.9 * trials)}
@@ -84,19 +86,18 @@ def test_a_group_moves_from_the_pooled_estimate_towards_its_own_rate_as_data_arr
 def test_more_backoff_observations_hold_a_thin_group_closer_to_the_pool() -> None:
     stats = {**POOLED_STATS, ckey(EMAIL, GROUP): (20.0, 18.0)}
 
-    weak = mean(
-        posterior(stats, ckey(EMAIL, GROUP), ckey(EMAIL), Adaptive(group_backoff_observations=5))
-    )
-    strong = mean(
-        posterior(stats, ckey(EMAIL, GROUP), ckey(EMAIL), Adaptive(group_backoff_observations=500))
-    )
+    weak_backoff = Adaptive(pooling="fixed", group_backoff_observations=5)
+    strong_backoff = Adaptive(pooling="fixed", group_backoff_observations=500)
+
+    weak = mean(posterior(stats, ckey(EMAIL, GROUP), ckey(EMAIL), weak_backoff))
+    strong = mean(posterior(stats, ckey(EMAIL, GROUP), ckey(EMAIL), strong_backoff))
 
     assert 0.3 < strong < weak < 0.9
     assert strong == pytest.approx(0.3, abs=0.05)
 
 
 def test_without_backoff_a_group_ignores_the_pool() -> None:
-    adaptive = Adaptive(group_backoff_observations=0)
+    adaptive = Adaptive(pooling="fixed", group_backoff_observations=0)
 
     assert posterior(POOLED_STATS, ckey(EMAIL, GROUP), ckey(EMAIL), adaptive) == (1.0, 1.0)
 
@@ -126,8 +127,9 @@ def test_thompson_sampling_chooses_the_clearly_better_channel_most_of_the_time()
 
 def test_thompson_sampling_explores_arms_it_knows_little_about() -> None:
     stats = {ckey(EMAIL): (1000.0, 300.0)}  # sms: no data at all, Beta(1, 1)
+    adaptive = Adaptive(min_exploration=0, pooling="fixed")
 
-    choices = picks(2000, [EMAIL, SMS], stats, Adaptive(min_exploration=0))
+    choices = picks(2000, [EMAIL, SMS], stats, adaptive)
 
     assert 0.5 < choices["sms"] / 2000 < 0.85  # P(Beta(1,1) > 0.3) = 0.7
 
@@ -139,7 +141,7 @@ def test_the_exploration_floor_sends_its_share_to_the_other_channels(k: int) -> 
     stats = {ckey(ch): (10_000.0, 5000.0 if ch is best else 100.0) for ch in channels}
     n = 6000
 
-    choices = picks(n, channels, stats, Adaptive(min_exploration=0.3))
+    choices = picks(n, channels, stats, Adaptive(exploration="fixed", min_exploration=0.3))
 
     others = (n - choices[best.value]) / n
     assert others == pytest.approx(0.3 * (k - 1) / k, abs=0.025)
@@ -156,9 +158,7 @@ def test_the_exploration_floor_applies_to_variants_too() -> None:
     n = 6000
 
     choices = Counter(
-        choose_variant(
-            variants, Arm.ADAPTIVE, Adaptive(min_exploration=0.3), stats, CFG, STEP, POOLED, rng
-        ).value
+        choose_variant(variants, Arm.ADAPTIVE, FIXED_FLOOR, stats, CFG, STEP, POOLED, rng).value
         for _ in range(n)
     )
 

@@ -225,6 +225,15 @@ class SendTime(_Strict):
     window_start: time = time(8, 0)
     window_end: time = time(21, 0)
     min_observations: int = Field(3, ge=1, le=1000)
+    population_weight: float = Field(
+        5.0,
+        ge=0,
+        le=1000,
+        description=(
+            "Pseudo-observations of the context group's hour-of-day response profile in each "
+            "user's own hour profile: the population decides until the user's engagements differ."
+        ),
+    )
 
 
 class Adaptive(_Strict):
@@ -233,17 +242,65 @@ class Adaptive(_Strict):
     send_time: SendTime = SendTime()
     prior_alpha: float = Field(1.0, gt=0, le=1000)
     prior_beta: float = Field(1.0, gt=0, le=1000)
-    min_exploration: float = Field(0.05, ge=0, le=0.5)
+    exploration: Literal["decaying", "fixed", "none"] = Field(
+        "decaying",
+        description=(
+            "Random exploration besides Thompson sampling: a floor of min_exploration that "
+            "decays as 1/sqrt(trials) of the choice (decaying), a constant min_exploration "
+            "(fixed), or Thompson sampling alone (none)."
+        ),
+    )
+    min_exploration: float = Field(
+        0.05, ge=0, le=0.5, description="The exploration floor (the decaying floor's ceiling)."
+    )
     user_affinity_weight: float = Field(0.5, ge=0, le=1)
     context_attributes: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = (
         Field(default_factory=list, max_length=3)
+    )
+    pooling: Literal["empirical_bayes", "fixed"] = Field(
+        "empirical_bayes",
+        description=(
+            "How a context group borrows from the pooled statistics: a Beta prior per arm whose "
+            "strength is fitted to the between-group variation (empirical_bayes), or a fixed "
+            "group_backoff_observations pseudo-observations (fixed)."
+        ),
+    )
+    pooling_min_strength: float = Field(
+        2.0, gt=0, le=100_000, description="Least pseudo-observations of the pool in a group."
+    )
+    pooling_max_strength: float = Field(
+        2000.0, gt=0, le=1_000_000, description="Most pseudo-observations of the pool in a group."
     )
     group_backoff_observations: int = Field(
         50,
         ge=0,
         le=100_000,
-        description="Pseudo-observations of the pooled statistics mixed into each context group.",
+        description="Pseudo-observations of the pooled statistics mixed into each context group "
+        "(pooling: fixed).",
     )
+    objective: Literal["conversions", "revenue", "net_value"] = Field(
+        "conversions",
+        description=(
+            "What a choice maximises per message: the success rate (conversions), "
+            "conversion_value x the rate (revenue), or that minus the message's cost and "
+            "unsubscribe_cost x the unsubscribe rate (net_value)."
+        ),
+    )
+    conversion_value: float = Field(1.0, ge=0, le=1_000_000)
+    unsubscribe_cost: float = Field(0.0, ge=0, le=1_000_000)
+    half_life_days: float | None = Field(
+        None,
+        gt=0,
+        le=3650,
+        description="Discount population statistics by half every this many days (None: never).",
+    )
+
+    @model_validator(mode="after")
+    def _strengths(self) -> Adaptive:
+        if self.pooling_min_strength > self.pooling_max_strength:
+            message = "pooling_min_strength must not exceed pooling_max_strength"
+            raise _field_errors("Adaptive", [(("pooling_min_strength",), message, None)])
+        return self
 
 
 MAX_CAP = 30

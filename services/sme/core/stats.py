@@ -1,6 +1,9 @@
 """Population statistics keys. Counts are (trials, successes) per (config, step, channel) and
 per (config, step, variant), split by context group; "*" is the pooled group. A success is a
-click or conversion attributed to the message (at most one per message).
+click or conversion attributed to the message (at most one per message). Two more kinds share
+the format, for the engine to count when it wires them (see `unsubscribe_deltas`,
+`send_hour_deltas`): unsubscribes per (config, step, channel) message, and successes per
+message by the user's local send hour (config, hour).
 
 Keys are bounded by the configuration: a context group is one of `CONTEXT_GROUPS` buckets (a
 hash of the user's values of the configured attributes), never the raw values, so a million
@@ -9,8 +12,11 @@ distinct values make at most `CONTEXT_GROUPS + 1` groups per (config, step, chan
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from sme.core.user_state import Profile
 
@@ -36,6 +42,23 @@ def variant_key(config_id: str, step_id: str, variant: str, group: str) -> str:
     return f"v|{config_id}|{step_id}|{variant}|{group}"
 
 
+def unsubscribe_key(config_id: str, step_id: str, channel: str, group: str) -> str:
+    """(messages, unsubscribes they caused) of one channel at one step."""
+    return f"u|{config_id}|{step_id}|{channel}|{group}"
+
+
+def send_hour_key(config_id: str, hour: int, group: str) -> str:
+    """(messages, successes) of messages sent at one local hour of the user (0-23)."""
+    return f"t|{config_id}|{hour}|{group}"
+
+
+@lru_cache(maxsize=4096)
+def group_keys(pooled_key: str) -> tuple[str, ...]:
+    """Every context-group key of the arm whose pooled key is given (bounded: the buckets)."""
+    prefix = pooled_key[: -len(POOLED)]
+    return tuple(f"{prefix}#{i}" for i in range(CONTEXT_GROUPS))
+
+
 def context_group(profile: Profile, attributes: Sequence[str]) -> str:
     """The user's context group: a bucket of their values of the configured attributes, or
     pooled. Users with equal values share a bucket; a bucket may hold several contexts."""
@@ -50,10 +73,16 @@ def context_group(profile: Profile, attributes: Sequence[str]) -> str:
     return f"#{int.from_bytes(digest, 'big') % CONTEXT_GROUPS}"
 
 
+_KINDS = frozenset({"c", "v", "u", "t"})
+
+
 def bounded_key(stat_key: str) -> bool:
     """Whether a statistics key has a group this version produces (the pooled group or a
     bucket); keys written by older versions with raw context values are not."""
-    group = stat_key.rpartition("|")[2]
+    kind, _, rest = stat_key.partition("|")
+    if kind not in _KINDS:
+        return False
+    group = rest.rpartition("|")[2]
     if group == POOLED:
         return True
     return group[:1] == "#" and group[1:].isdigit() and int(group[1:]) < CONTEXT_GROUPS
@@ -75,3 +104,91 @@ def deltas(
         for g in groups
         for key, arm_value in ((channel_key, channel), (variant_key, variant))
     )
+
+
+def unsubscribe_deltas(
+    config_id: str, step_id: str, channel: str, group: str, messages: int, unsubscribes: int
+) -> tuple[StatDelta, ...]:
+    """A message (1, 0) or the unsubscribe it caused (0, 1), in its group and pooled: the
+    evidence the net-value objective weighs against a channel's success rate."""
+    groups = (group,) if group == POOLED else (group, POOLED)
+    return tuple(
+        StatDelta(unsubscribe_key(config_id, step_id, channel, g), messages, unsubscribes)
+        for g in groups
+    )
+
+
+def send_hour_deltas(
+    config_id: str, hour: int, group: str, messages: int, successes: int
+) -> tuple[StatDelta, ...]:
+    """A message sent at the user's local `hour` (1, 0) or its success (0, 1), in its group
+    and pooled: the population's response by send hour that send-time choice starts from."""
+    groups = (group,) if group == POOLED else (group, POOLED)
+    return tuple(StatDelta(send_hour_key(config_id, hour, g), messages, successes) for g in groups)
+
+
+# --- discounting -----------------------------------------------------------------------------
+
+DecayedCounts = tuple[float, float, int]
+"""(trials, successes, as_of_ms): counts discounted to the time they were last updated."""
+
+DAY_MS = 86_400_000
+
+
+def decay_factor(elapsed_ms: int, half_life_days: float | None) -> float:
+    """The weight of an observation `elapsed_ms` old: halves every `half_life_days`."""
+    if half_life_days is None or elapsed_ms <= 0:
+        return 1.0
+    return math.exp(-math.log(2) * elapsed_ms / (half_life_days * DAY_MS))
+
+
+def merge_decayed(
+    current: DecayedCounts | None,
+    trials: float,
+    successes: float,
+    now_ms: int,
+    half_life_days: float | None,
+) -> DecayedCounts:
+    """Discount the stored counts to `now_ms`, then add the delta: the exponentially weighted
+    counts a non-stationary world needs, kept in O(1) per key. Counts from the future (a
+    clock behind another instance's) are not inflated: the later time is kept."""
+    if current is None:
+        return (float(trials), float(successes), now_ms)
+    t, s, at = current
+    f = decay_factor(now_ms - at, half_life_days)
+    return (t * f + trials, s * f + successes, max(at, now_ms))
+
+
+def sum_decayed(
+    parts: Iterable[DecayedCounts], now_ms: int, half_life_days: float | None
+) -> tuple[float, float]:
+    """Partitions' decayed counts summed at `now_ms` (each discounted from its own time)."""
+    trials = successes = 0.0
+    for t, s, at in parts:
+        f = decay_factor(now_ms - at, half_life_days)
+        trials += t * f
+        successes += s * f
+    return trials, successes
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def group_counts(keys: Iterable[str]) -> dict[tuple[str, str, str], int]:
+    """Context groups (pooled excluded) per (kind, config, step) among the statistics keys:
+    what the engine exports as a gauge so a runaway attribute is visible. Kinds: c channel,
+    v variant, u unsubscribe, t send hour (step "*": its groups span the hours)."""
+    counts: Counter[tuple[str, str, str]] = Counter()
+    seen: set[tuple[str, str, str, str]] = set()
+    for key in keys:
+        parts = key.split("|")
+        if len(parts) < 4 or parts[-1] == POOLED:
+            continue
+        kind, config_id, step_id, group = parts[0], parts[1], parts[2], parts[-1]
+        if kind == "t":
+            step_id = "*"
+        ident = (kind, config_id, step_id, group)
+        if ident not in seen:
+            seen.add(ident)
+            counts[(kind, config_id, step_id)] += 1
+    return dict(counts)
