@@ -40,6 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     world.add_argument(
         "--scenario-file", type=Path, default=None, metavar="PATH", help="scenario JSON file"
     )
+    parser.add_argument(
+        "--oracle",
+        action="store_true",
+        help="also run the oracle (true rates) on the adaptive arm's users: its lift and "
+        "lift_share_of_oracle (about doubles the run time)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
@@ -71,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         print("sme simulate: --users must be >= 1 and --days in (0, 365]", file=sys.stderr)
         return 2
     started, cpu_started = time.perf_counter(), time.process_time()
-    result = simulate(scenario, days=args.days, users=args.users, seed=args.seed)
+    result = simulate(
+        scenario, days=args.days, users=args.users, seed=args.seed, oracle=args.oracle
+    )
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     summary = result.summary()
     if args.json:
