@@ -61,6 +61,7 @@ class Result:
     economics: Economics = field(default_factory=Economics)
     objective: Objective = "conversions"
     oracle: Tally | None = None  # the oracle run's tally (its adaptive arm is the oracle)
+    oracle_objective: Objective | None = None
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -86,6 +87,7 @@ class Result:
             )
             oracle_lift = self.oracle.lift()["vs_baseline"]
             lift["oracle_vs_baseline"] = oracle_lift.to_dict() if oracle_lift else None
+            out["oracle_objective"] = self.oracle_objective
             out["oracle_baseline"] = self.oracle.arms[Arm.BASELINE.value].to_dict(econ, days)
             out["lift_share_of_oracle"] = share_of_oracle(
                 self.tally.lift()["vs_baseline"], oracle_lift
@@ -102,11 +104,18 @@ def objective_of(scenario: Scenario) -> Objective:
 
 class _Sim:
     def __init__(
-        self, scenario: Scenario, days: float, users: int, seed: int, *, oracle: bool = False
+        self,
+        scenario: Scenario,
+        days: float,
+        users: int,
+        seed: int,
+        *,
+        oracle: bool = False,
+        objective: Objective | None = None,
     ) -> None:
         self.scenario = scenario
         self.oracle = oracle  # the adaptive arm's choices are the oracle's
-        self.objective = objective_of(scenario)
+        self.objective = objective or objective_of(scenario)
         self.steps = {step.id: step for step in scenario.sequence.steps}
         self.quiet = scenario.sequence.guardrails.quiet_hours
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
@@ -409,21 +418,24 @@ def simulate(
     users: int = 20_000,
     seed: int = 1,
     oracle: bool = False,
+    oracle_objective: Objective | None = None,
 ) -> Result:
     """Run the scenario's sequence for `users` users over `days` virtual days. With `oracle`,
     a second run on the same population (same seed, same arms) lets the oracle make the
-    adaptive arm's choices, and the report gains its lift and the adaptive share of it."""
+    adaptive arm's choices, and the report gains its lift and the adaptive share of it. The
+    oracle optimises the sequence's objective unless `oracle_objective` names another (e.g.
+    net value as a campaign manager's ceiling while the policy still counts conversions)."""
     if users < 1:
         raise ValueError("users must be at least 1")
     if not 0 < days <= 365:
         raise ValueError("days must be in (0, 365]")
     sim = _Sim(scenario, days, users, seed)
     sim.run()
-    oracle_tally = None
+    oracle_tally, used = None, None
     if oracle:
-        ceiling = _Sim(scenario, days, users, seed, oracle=True)
+        ceiling = _Sim(scenario, days, users, seed, oracle=True, objective=oracle_objective)
         ceiling.run()
-        oracle_tally = ceiling.tally
+        oracle_tally, used = ceiling.tally, ceiling.objective
     return Result(
         scenario.name,
         seed,
@@ -435,4 +447,5 @@ def simulate(
         scenario.economics,
         sim.objective,
         oracle_tally,
+        used,
     )
