@@ -191,12 +191,14 @@ def render_benchmarks(lift: dict[str, Any]) -> str:
             f"| {f['seeds_ci_contains_0']} of {n} | {_pct(f.get('mean_oracle_lift'))} "
             f"| {_share(f.get('lift_share_of_oracle'))} |"
         )
-    run = next((f["run"] for f in lift.values() if "run" in f), None)
-    if run:
+    runs = [f["run"] for f in lift.values() if "run" in f]
+    if runs:
         out += [
             "",
-            f"Last run: {run['cpu_s']:,} s of CPU, {run['wall_s']:,} s wall with "
-            f"{run['workers']} workers ({run['machine']}).",
+            f"Measured: {sum(r['cpu_s'] for r in runs):,} s of CPU, "
+            f"{sum(r['wall_s'] for r in runs):,} s wall with {runs[0]['workers']} worker "
+            f"processes ({runs[0]['machine']}; the machine was shared with other jobs, so wall "
+            "time is not a property of the benchmark).",
         ]
     return "\n".join(out) + "\n"
 
