@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from sme.simulator.oracle import OBJECTIVES
 from sme.simulator.report import format_text
 from sme.simulator.run import simulate
 from sme.simulator.world import Scenario, load_scenario, load_scenario_file, scenario_names
@@ -39,6 +40,19 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     world.add_argument(
         "--scenario-file", type=Path, default=None, metavar="PATH", help="scenario JSON file"
+    )
+    parser.add_argument(
+        "--oracle",
+        action="store_true",
+        help="also run the oracle (true rates) on the adaptive arm's users: its lift and "
+        "lift_share_of_oracle (about doubles the run time)",
+    )
+    parser.add_argument(
+        "--oracle-objective",
+        choices=OBJECTIVES,
+        default=None,
+        help="what the oracle maximises (default: the sequence's adaptive.objective, else "
+        "conversions)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
@@ -71,7 +85,14 @@ def run(args: argparse.Namespace) -> int:
         print("sme simulate: --users must be >= 1 and --days in (0, 365]", file=sys.stderr)
         return 2
     started, cpu_started = time.perf_counter(), time.process_time()
-    result = simulate(scenario, days=args.days, users=args.users, seed=args.seed)
+    result = simulate(
+        scenario,
+        days=args.days,
+        users=args.users,
+        seed=args.seed,
+        oracle=args.oracle or args.oracle_objective is not None,
+        oracle_objective=args.oracle_objective,
+    )
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     summary = result.summary()
     if args.json:

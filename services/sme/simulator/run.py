@@ -13,26 +13,32 @@ insertion order, so a seed fixes the result.
 from __future__ import annotations
 
 import heapq
+import math
 import random
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, time
 from typing import Any
 
+from sme.contracts.activities import ActivityType
 from sme.contracts.channels import Channel
-from sme.contracts.commands import Command
+from sme.contracts.commands import Arm, Command
 from sme.contracts.events import Event, UserProfile
 from sme.core.sequence import Context, Outcome, on_event, on_timer
 from sme.core.stats import Counts
 from sme.core.timeutil import MS, from_ms, to_ms, zone
 from sme.core.user_state import UserState
-from sme.simulator.report import LIFT_METHOD, Tally, lift_dict
+from sme.simulator.oracle import OBJECTIVES, Objective, message_value
+from sme.simulator.report import LIFT_METHOD, Tally, lift_dict, share_of_oracle
 from sme.simulator.world import (
     CONVERSION_EVENT,
+    NO_EFFECT,
     SIGNUP_EVENT,
-    ChannelModel,
+    Economics,
     HiddenUser,
+    Regime,
     Scenario,
     draw_user,
+    regimes,
 )
 
 MINUTE = 60_000
@@ -52,24 +58,66 @@ class Result:
     tally: Tally
     core_calls: int
     world_conversions: int  # hidden truth, for cross-checks only: never in the report
+    economics: Economics = field(default_factory=Economics)
+    objective: Objective = "conversions"
+    oracle: Tally | None = None  # the oracle run's tally (its adaptive arm is the oracle)
+    oracle_objective: Objective | None = None
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
-        return {
+        days = math.ceil(self.days)
+        econ = self.economics
+        arms = {name: arm.to_dict(econ, days) for name, arm in self.tally.arms.items()}
+        lift = lift_dict(self.tally.lift())
+        out: dict[str, Any] = {
             "scenario": self.scenario,
             "seed": self.seed,
             "days": self.days,
             "users": self.users,
-            "arms": {name: arm.to_dict() for name, arm in self.tally.arms.items()},
-            "lift": lift_dict(self.tally.lift()),
+            "objective": self.objective,
+            "economics": econ.model_dump(),
+            "arms": arms,
+            "lift": lift,
             "lift_method": LIFT_METHOD,
             "core_decisions": self.core_calls,
         }
+        if self.oracle is not None:
+            arms["oracle"] = self.oracle.arms[Arm.ADAPTIVE.value].to_dict(
+                econ, days, world_view=True
+            )
+            oracle_lift = self.oracle.lift()["vs_baseline"]
+            lift["oracle_vs_baseline"] = oracle_lift.to_dict() if oracle_lift else None
+            out["oracle_objective"] = self.oracle_objective
+            out["oracle_baseline"] = self.oracle.arms[Arm.BASELINE.value].to_dict(econ, days)
+            out["lift_share_of_oracle"] = share_of_oracle(
+                self.tally.lift()["vs_baseline"], oracle_lift
+            )
+        return out
+
+
+def objective_of(scenario: Scenario) -> Objective:
+    """The sequence's `adaptive.objective` where the contract has it, else conversions (the
+    policy's objective today): the oracle optimises what the policy is asked to."""
+    value = getattr(scenario.sequence.adaptive, "objective", "conversions")
+    return value if value in OBJECTIVES else "conversions"
 
 
 class _Sim:
-    def __init__(self, scenario: Scenario, days: float, users: int, seed: int) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        days: float,
+        users: int,
+        seed: int,
+        *,
+        oracle: bool = False,
+        objective: Objective | None = None,
+    ) -> None:
         self.scenario = scenario
+        self.oracle = oracle  # the adaptive arm's choices are the oracle's
+        self.objective = objective or objective_of(scenario)
+        self.steps = {step.id: step for step in scenario.sequence.steps}
+        self.quiet = scenario.sequence.guardrails.quiet_hours
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
         self.config = scenario.priced_sequence()
         self.workspace_id = self.config.workspace_id
@@ -89,6 +137,8 @@ class _Sim:
         self.core_calls = 0
         self.world_conversions = 0
         self.fatigue_ms = scenario.fatigue.window // MS
+        self.regimes = regimes(scenario)
+        self.regime_starts = [self.start_ms + round(r.start_day * DAY) for r in self.regimes]
         self.users = [draw_user(scenario, i, f"sim{seed}-{i:06d}", self.rng) for i in range(users)]
         self.states = [UserState.new(self.workspace_id, u.user_id) for u in self.users]
         self.due: list[int | None] = [None] * users
@@ -133,6 +183,32 @@ class _Sim:
                 return top + k * HOUR
         return at_ms  # unreachable: profiles have at least one hour
 
+    def _quiet(self, hour: int) -> bool:
+        quiet = self.quiet
+        if quiet is None:
+            return False
+        t = time(hour)
+        if quiet.start < quiet.end:
+            return quiet.start <= t < quiet.end
+        return t >= quiet.start or t < quiet.end
+
+    def _next_sendable_active(self, user: HiddenUser, at_ms: int) -> int | None:
+        """Start of the user's next active hour outside quiet hours, within a day."""
+        local = self._local(user, at_ms)
+        top = at_ms - (local.minute * MINUTE + local.second * 1000 + local.microsecond // 1000)
+        for k in range(1, 25):
+            hour = (local.hour + k) % 24
+            if hour in user.active and not self._quiet(hour):
+                return top + k * HOUR
+        return None
+
+    def _regime(self, at_ms: int) -> Regime:
+        regimes, starts = self.regimes, self.regime_starts
+        i = len(starts) - 1
+        while starts[i] > at_ms:
+            i -= 1
+        return regimes[i]
+
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
         heap = self.heap
@@ -171,10 +247,18 @@ class _Sim:
         for key, amount in outcome.ledger_deltas:
             self.ledger[key] = self.ledger.get(key, 0.0) + amount
         observe = self.tally.observe
+        day = (at - self.start_ms) // DAY
         for activity in outcome.activities:
-            observe(activity)
+            observe(activity, day)
+            if activity.type is ActivityType.CONVERSION and activity.arm is not None:
+                value = self._regime(at).segments[user.segment].conversion_value
+                self.tally.arms[activity.arm.value].value += value
         for command in outcome.commands:
-            self._respond(user, command, at)
+            if self.oracle and command.arm is Arm.ADAPTIVE:
+                channel, variant, send_at = self._oracle_choice(user, command, at)
+            else:
+                channel, variant, send_at = command.channel, command.variant, at
+            self._respond(user, command, channel, variant, send_at)
         due = state.next_due_ms()
         if due is not None:
             due = max(due, at + 1)
@@ -219,12 +303,60 @@ class _Sim:
             command_id=command_id,
         )
 
+    # --- the oracle -------------------------------------------------------------------------
+    def _oracle_choice(
+        self, user: HiddenUser, command: Command, at: int
+    ) -> tuple[Channel, str, int]:
+        """The channel, variant and delivery time of the highest true expected value among
+        the step's consented channels and variants, now or at the next active hour."""
+        step = self.steps[command.step_id]
+        channels = [
+            ch
+            for ch in step.channels
+            if user.consent.get(ch, False) and ch not in user.unsubscribed
+        ] or [command.channel]
+        variants = step.variants if command.variant in step.variants else [command.variant]
+        times = [at]
+        if not self._active(user, at):
+            later = self._next_sendable_active(user, at)
+            if later is not None and later <= self.end_ms:
+                times.append(later)
+        best: tuple[float, Channel, str, int] = (-math.inf, command.channel, command.variant, at)
+        fatigue = self.scenario.fatigue
+        for when in times:
+            regime = self._regime(when)
+            recent = sum(1 for d in user.deliveries if d > when - self.fatigue_ms)
+            active = self._active(user, when)
+            for channel in channels:
+                for variant in variants:
+                    value = message_value(
+                        user,
+                        regime,
+                        channel,
+                        variant,
+                        active=active,
+                        recent=recent,
+                        fatigue=fatigue,
+                        economics=self.scenario.economics,
+                        objective=self.objective,
+                    )
+                    if value > best[0]:
+                        best = (value, channel, variant, when)
+        return best[1], best[2], best[3]
+
     # --- the world's answer to a message ----------------------------------------------------
-    def _respond(self, user: HiddenUser, command: Command, at: int) -> None:
+    def _respond(
+        self, user: HiddenUser, command: Command, channel: Channel, variant: str, at: int
+    ) -> None:
         """Schedule what this user does with this message (hidden truth -> feedback events)."""
         rng = self.rng
-        channel = command.channel
-        model: ChannelModel = self.scenario.channels[channel]
+        regime = self._regime(at)
+        model = regime.channels[channel]
+        truth = regime.segments[user.segment]
+        effect = truth.variants.get(variant, NO_EFFECT)
+        arm = self.tally.arms[command.arm.value]
+        arm.sent[channel.value] += 1
+        arm.spend += truth.cost[channel]
         cid = command.command_id
         index = user.index
         if rng.random() >= model.delivery:
@@ -237,15 +369,19 @@ class _Sim:
         user.deliveries = [*recent, delivered]
         fatigue = self.scenario.fatigue
         active = self._active(user, delivered)
-        unsubscribe = model.unsubscribe_per_delivery * (
-            1 + fatigue.unsubscribe_growth * len(recent)
-        )
+        unsubscribe = truth.unsubscribe[channel] * (1 + fatigue.unsubscribe_growth * len(recent))
         if unsubscribe > 0 and rng.random() < unsubscribe:
+            user.unsubscribed.add(channel)
             when = delivered if active else self._next_active(user, delivered)
             when += rng.randrange(MINUTE, 30 * MINUTE)
             self._push(when, _FEEDBACK, index, ("unsubscribed", channel, cid))
             return
-        p_open = user.open_p[channel] * (1 - fatigue.open_decay) ** len(recent)
+        p_open = (
+            user.open_p[channel]
+            * truth.open_factor[channel]
+            * effect.open
+            * (1 - fatigue.open_decay) ** len(recent)
+        )
         if p_open <= 0:
             return
         if not active:
@@ -256,27 +392,60 @@ class _Sim:
         if not self._active(user, opened):
             opened = self._next_active(user, opened) + rng.randrange(45 * MINUTE)
         self._push(opened, _FEEDBACK, index, ("opened", channel, cid))
-        p_click = min(1.0, user.click_p[channel] * user.appeal.get(command.variant, 1.0))
+        p_click = min(
+            1.0,
+            user.click_p[channel]
+            * user.appeal.get(variant, 1.0)
+            * (truth.click_factor[channel] * effect.click),
+        )
+        per_open = truth.conversion_per_open * effect.conversion
         if rng.random() >= p_click:
-            if user.conversion_per_open > 0 and rng.random() < user.conversion_per_open:
+            if per_open > 0 and rng.random() < per_open:
                 converted = opened + MINUTE + int(rng.expovariate(1 / (60 * MINUTE)))
                 self._push(converted, _FEEDBACK, index, (CONVERSION_EVENT, channel, cid))
             return
         clicked = opened + 1_000 + int(rng.expovariate(1 / (model.click_delay_minutes * MINUTE)))
         self._push(clicked, _FEEDBACK, index, ("clicked", channel, cid))
-        if rng.random() < user.conversion_per_click:
+        if rng.random() < truth.conversion_per_click * effect.conversion:
             converted = clicked + 1_000 + int(rng.expovariate(1 / (20 * MINUTE)))
             self._push(converted, _FEEDBACK, index, (CONVERSION_EVENT, channel, cid))
 
 
-def simulate(scenario: Scenario, *, days: float = 14, users: int = 20_000, seed: int = 1) -> Result:
-    """Run the scenario's sequence for `users` users over `days` virtual days."""
+def simulate(
+    scenario: Scenario,
+    *,
+    days: float = 14,
+    users: int = 20_000,
+    seed: int = 1,
+    oracle: bool = False,
+    oracle_objective: Objective | None = None,
+) -> Result:
+    """Run the scenario's sequence for `users` users over `days` virtual days. With `oracle`,
+    a second run on the same population (same seed, same arms) lets the oracle make the
+    adaptive arm's choices, and the report gains its lift and the adaptive share of it. The
+    oracle optimises the sequence's objective unless `oracle_objective` names another (e.g.
+    net value as a campaign manager's ceiling while the policy still counts conversions)."""
     if users < 1:
         raise ValueError("users must be at least 1")
     if not 0 < days <= 365:
         raise ValueError("days must be in (0, 365]")
     sim = _Sim(scenario, days, users, seed)
     sim.run()
+    oracle_tally, used = None, None
+    if oracle:
+        ceiling = _Sim(scenario, days, users, seed, oracle=True, objective=oracle_objective)
+        ceiling.run()
+        oracle_tally, used = ceiling.tally, ceiling.objective
     return Result(
-        scenario.name, seed, days, users, sim.tally, sim.core_calls, sim.world_conversions
+        scenario.name,
+        seed,
+        days,
+        users,
+        sim.tally,
+        sim.core_calls,
+        sim.world_conversions,
+        scenario.economics,
+        sim.objective,
+        oracle_tally,
+        used,
     )

@@ -22,10 +22,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sme.contracts.channels import Channel
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
@@ -68,6 +77,33 @@ class ChannelPropensity(_Strict):
     consent: Prob = Field(
         1.0, description="Share that consents (the rest carry consent=false on the profile)."
     )
+    cost: float | None = Field(
+        None,
+        ge=0,
+        description="This segment's price of one message (e.g. international SMS); overrides "
+        "the channel model's in the world's bill, which the core's price list cannot see.",
+    )
+    unsubscribe_per_delivery: Prob | None = Field(
+        None, description="Overrides the channel model's unsubscribe rate for this segment."
+    )
+
+
+class VariantEffect(_Strict):
+    """What a variant does beyond the click appeal: multipliers on P(open) (a subject line),
+    P(click) and P(convert) (an offer). All 1 = no effect."""
+
+    open: float = Field(1.0, ge=0, le=10)
+    click: float = Field(1.0, ge=0, le=10)
+    conversion: float = Field(1.0, ge=0, le=10)
+
+
+class Economics(_Strict):
+    """What outcomes are worth, for the report's net value and the oracle's objective."""
+
+    conversion_value: float = Field(1.0, ge=0, description="Value of one conversion.")
+    unsubscribe_cost: float = Field(
+        0.0, ge=0, description="Cost of one unsubscribe (the lost future audience)."
+    )
 
 
 class Fatigue(_Strict):
@@ -106,6 +142,12 @@ class Segment(_Strict):
     variant_appeal: dict[str, float] = Field(
         default_factory=dict, description="Overrides the scenario's variant appeal."
     )
+    variants: dict[str, VariantEffect] = Field(
+        default_factory=dict, description="Overrides the scenario's variant effects by name."
+    )
+    conversion_value: float | None = Field(
+        None, ge=0, description="Overrides the scenario's economics.conversion_value."
+    )
     concentration: float = Field(
         0.0,
         ge=0,
@@ -129,6 +171,45 @@ class Segment(_Strict):
         return _check_appeal(v)
 
 
+class PropensityChange(_Strict):
+    """New segment means for a channel from a change on: each user's drawn rate is rescaled
+    by new/old mean, so the per-user spread (and who never reads) stays."""
+
+    open: Prob | None = None
+    click: Prob | None = None
+    cost: float | None = Field(None, ge=0)
+    unsubscribe_per_delivery: Prob | None = None
+
+
+class SegmentChange(_Strict):
+    channels: dict[Channel, PropensityChange] = Field(default_factory=dict)
+    conversion_per_click: Prob | None = None
+    conversion_per_open: Prob | None = None
+    variants: dict[str, VariantEffect] = Field(
+        default_factory=dict, description="Replaces these variants' effects for the segment."
+    )
+
+
+class ChannelModelChange(_Strict):
+    cost: float | None = Field(None, ge=0)
+    delivery: Prob | None = None
+    missed_outside_active: Prob | None = None
+    unsubscribe_per_delivery: Prob | None = None
+
+
+class Change(_Strict):
+    """From `day` on (virtual days after `start`), the world behaves differently: what works
+    can change under a policy that has already learned. Changes apply cumulatively in order.
+    Organic conversion does not change (it is drawn at signup)."""
+
+    day: float = Field(gt=0, le=365)
+    channels: dict[Channel, ChannelModelChange] = Field(default_factory=dict)
+    variants: dict[str, VariantEffect] = Field(
+        default_factory=dict, description="Replaces these variants' scenario-level effects."
+    )
+    segments: dict[str, SegmentChange] = Field(default_factory=dict)
+
+
 class Scenario(_Strict):
     name: str = Field(min_length=1, max_length=64)
     description: str = ""
@@ -148,7 +229,12 @@ class Scenario(_Strict):
     variant_appeal: dict[str, float] = Field(
         default_factory=dict, description="Variant name -> click multiplier (default 1)."
     )
+    variants: dict[str, VariantEffect] = Field(
+        default_factory=dict, description="Variant name -> effect on opens, clicks, conversions."
+    )
     segments: list[Segment] = Field(min_length=1, max_length=100)
+    economics: Economics = Economics()
+    changes: list[Change] = Field(default_factory=list, max_length=20)
     sequence: SequenceConfig
     workspace: WorkspaceSettings | None = None
 
@@ -179,7 +265,56 @@ class Scenario(_Strict):
             raise ValueError(f"the sequence needs a goal on {CONVERSION_EVENT!r}")
         if self.sequence.workspace_id != (self.workspace or self.sequence).workspace_id:
             raise ValueError("the workspace settings must belong to the sequence's workspace")
+        errors = self._change_errors()
+        if errors:
+            raise _field_errors("Scenario", errors)
         return self
+
+    def _change_errors(self) -> list[tuple[tuple[str | int, ...], str, object]]:
+        """Changes that name what does not exist, or that cannot be applied as a rescaling,
+        each reported at its own field path."""
+        errors: list[tuple[tuple[str | int, ...], str, object]] = []
+        segments = {s.name: s for s in self.segments}
+        last = 0.0
+        for i, change in enumerate(self.changes):
+            if change.day <= last:
+                errors.append(
+                    (("changes", i, "day"), "changes must be in increasing day order", change.day)
+                )
+            last = change.day
+            for ch in change.channels:
+                if ch not in self.channels:
+                    errors.append(
+                        (
+                            ("changes", i, "channels", ch.value),
+                            "no channel model for this channel",
+                            ch.value,
+                        )
+                    )
+            for name, seg_change in change.segments.items():
+                segment = segments.get(name)
+                if segment is None:
+                    errors.append((("changes", i, "segments", name), "unknown segment", name))
+                    continue
+                for ch, prop in seg_change.channels.items():
+                    base = segment.channels.get(ch)
+                    loc = ("changes", i, "segments", name, "channels", ch.value)
+                    if base is None:
+                        errors.append(
+                            (
+                                loc,
+                                "the segment has no behaviour on this channel to change",
+                                ch.value,
+                            )
+                        )
+                        continue
+                    for attr in ("open", "click"):
+                        new = getattr(prop, attr)
+                        if new and not getattr(base, attr):
+                            errors.append(
+                                ((*loc, attr), "a rate that starts at 0 cannot be rescaled", new)
+                            )
+        return errors
 
     def priced_sequence(self) -> SequenceConfig:
         """The sequence with the channel models' costs as its price list, unless it has one,
@@ -191,6 +326,20 @@ class Scenario(_Strict):
         return self.sequence.model_copy(
             update={"guardrails": guardrails.model_copy(update={"cost_per_message": prices})}
         )
+
+
+Loc = tuple[str | int, ...]
+
+
+def _field_errors(model: str, errors: list[tuple[Loc, str, object]]) -> ValidationError:
+    """Cross-field errors that name the field to fix (as the contracts' validators do)."""
+    return ValidationError.from_exception_data(
+        model,
+        [
+            InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=value)
+            for loc, message, value in errors
+        ],
+    )
 
 
 def _check_appeal(v: dict[str, float]) -> dict[str, float]:
@@ -255,6 +404,7 @@ class HiddenUser:
     signup_ms: int = 0
     converted: bool = False
     deliveries: list[int] = field(default_factory=list)  # recent delivery times (ms)
+    unsubscribed: set[Channel] = field(default_factory=set)  # the world's truth, for the oracle
 
 
 def _pick(weights: dict[str, float], rng: random.Random) -> str:
@@ -312,3 +462,114 @@ def base_conversion_hazard(scenario: Scenario, segment: Segment) -> float:
         return math.inf
     horizon_ms = scenario.conversion_horizon_days * 86_400_000
     return -math.log1p(-segment.base_conversion) / horizon_ms
+
+
+# --- the truth over time --------------------------------------------------------------------
+
+NO_EFFECT = VariantEffect()
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentTruth:
+    """A segment's rates in one regime; user rates are the user's drawn rates times the
+    factors (1 before any change), so a change keeps who is better than whom."""
+
+    open_factor: dict[Channel, float]
+    click_factor: dict[Channel, float]
+    unsubscribe: dict[Channel, float]
+    cost: dict[Channel, float]
+    conversion_per_click: float
+    conversion_per_open: float
+    conversion_value: float
+    variants: dict[str, VariantEffect]
+
+
+@dataclass(frozen=True, slots=True)
+class Regime:
+    """The world between two changes (the first starts at the scenario's start)."""
+
+    start_day: float
+    channels: dict[Channel, ChannelModel]
+    segments: dict[str, SegmentTruth]
+
+
+def regimes(scenario: Scenario) -> list[Regime]:
+    """The base world, then one regime per change, each change applied on the previous one."""
+    channels = dict(scenario.channels)
+    scenario_variants = dict(scenario.variants)
+    means = {
+        s.name: {ch: (p.open, p.click) for ch, p in s.channels.items()} for s in scenario.segments
+    }
+    seg_state: dict[str, dict[str, Any]] = {
+        s.name: {
+            "open": {ch: p.open for ch, p in s.channels.items()},
+            "click": {ch: p.click for ch, p in s.channels.items()},
+            "unsubscribe": {
+                ch: p.unsubscribe_per_delivery
+                for ch, p in s.channels.items()
+                if p.unsubscribe_per_delivery is not None
+            },
+            "cost": {ch: p.cost for ch, p in s.channels.items() if p.cost is not None},
+            "conversion_per_click": s.conversion_per_click,
+            "conversion_per_open": s.conversion_per_open,
+            "variants": dict(s.variants),
+        }
+        for s in scenario.segments
+    }
+
+    def build(day: float) -> Regime:
+        segments: dict[str, SegmentTruth] = {}
+        for segment in scenario.segments:
+            st = seg_state[segment.name]
+            base = means[segment.name]
+            segments[segment.name] = SegmentTruth(
+                open_factor={
+                    ch: (st["open"][ch] / base[ch][0] if base.get(ch, (0, 0))[0] else 1.0)
+                    if ch in base
+                    else 1.0
+                    for ch in channels
+                },
+                click_factor={
+                    ch: (st["click"][ch] / base[ch][1] if base.get(ch, (0, 0))[1] else 1.0)
+                    if ch in base
+                    else 1.0
+                    for ch in channels
+                },
+                unsubscribe={
+                    ch: st["unsubscribe"].get(ch, model.unsubscribe_per_delivery)
+                    for ch, model in channels.items()
+                },
+                cost={ch: st["cost"].get(ch, model.cost) for ch, model in channels.items()},
+                conversion_per_click=st["conversion_per_click"],
+                conversion_per_open=st["conversion_per_open"],
+                conversion_value=(
+                    segment.conversion_value
+                    if segment.conversion_value is not None
+                    else scenario.economics.conversion_value
+                ),
+                variants={**scenario_variants, **st["variants"]},
+            )
+        return Regime(day, dict(channels), segments)
+
+    out = [build(0.0)]
+    for change in scenario.changes:
+        for ch, model_change in change.channels.items():
+            update = {k: v for k, v in model_change.model_dump().items() if v is not None}
+            channels[ch] = channels[ch].model_copy(update=update)
+        scenario_variants.update(change.variants)
+        for name, seg_change in change.segments.items():
+            st = seg_state[name]
+            for ch, prop in seg_change.channels.items():
+                for attr in ("open", "click"):
+                    if getattr(prop, attr) is not None:
+                        st[attr][ch] = getattr(prop, attr)
+                if prop.unsubscribe_per_delivery is not None:
+                    st["unsubscribe"][ch] = prop.unsubscribe_per_delivery
+                if prop.cost is not None:
+                    st["cost"][ch] = prop.cost
+            for attr in ("conversion_per_click", "conversion_per_open"):
+                if getattr(seg_change, attr) is not None:
+                    st[attr] = getattr(seg_change, attr)
+            st["variants"].update(seg_change.variants)
+        out.append(build(change.day))
+    return out
