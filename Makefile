@@ -72,10 +72,11 @@ bench: install kafka-start ## benchmarks: writes bench/results/latest.json (see 
 	@echo "bench started $$(date -u +%FT%TZ)"
 	$(BIN)/python bench/core_bench.py --users 20000
 	$(BIN)/python bench/engine_bench.py --users 3000 --wait 20
-	$(BIN)/python bench/sink_bench.py --records 500000
+	$(BIN)/python bench/sink_bench.py --records 500000 --per-record 4
 	$(BIN)/python bench/e2e_bench.py --users $(BENCH_USERS)
 	$(BIN)/python bench/timer_bench.py --users 100000 --wait 120 --background 100
 	$(BIN)/python bench/dashboard_bench.py --rows 10000000 --repeats 20
+	$(BIN)/python bench/lift_bench.py --days 14 --users 20000 --seeds 10 --extra-seeds 5
 	@echo "bench finished $$(date -u +%FT%TZ)"
 
 faults: install ## fault suite (issue 9) on its own broker: kill -9, failover, broker restart, first starts; .data/faults/latest.json

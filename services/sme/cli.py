@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sme.simulator.cli import add_parser as add_simulate
 
     add_simulate(sub)
+    from sme.evaluate import add_parser as add_evaluate
+
+    add_evaluate(sub)
     configs = sub.add_parser(
         "configs",
         help="write configurations through the configuration API's rules",
@@ -258,6 +261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sme.simulator.cli import run as run_simulate
 
         return run_simulate(args)
+    if args.command == "evaluate":
+        from sme.evaluate import run as run_evaluate
+
+        return run_evaluate(args)
     try:
         settings = load_settings()
     except ValidationError as exc:

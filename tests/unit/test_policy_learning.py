@@ -205,7 +205,13 @@ def test_net_value_weighs_the_unsubscribes_a_channel_causes() -> None:
 
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
-STO = SendTime(enabled=True, window_start=time(8), window_end=time(21), min_observations=3)
+STO = SendTime(
+    enabled=True,
+    window_start=time(8),
+    window_end=time(21),
+    min_observations=3,
+    population_weight=5,  # opt-in (default 0)
+)
 
 
 def evening_population() -> dict[str, tuple[float, float]]:

@@ -15,7 +15,7 @@ from sme.contracts.commands import Arm
 from sme.contracts.reasons import Reason
 from sme.contracts.sequences import Status
 from sme.core import sequence
-from sme.core.stats import POOLED, channel_key, context_group, variant_key
+from sme.core.stats import POOLED, channel_key, context_group, unsubscribe_key, variant_key
 from sme.core.timeutil import to_ms
 from tests.unit.builders import (
     ALL_BASELINE,
@@ -1037,6 +1037,22 @@ def test_a_send_counts_one_trial_in_the_group_and_the_pooled_statistics() -> Non
         (channel_key("cfg-1", "s1", "email", POOLED), 1, 0),
         (variant_key("cfg-1", "s1", "default", group), 1, 0),
         (variant_key("cfg-1", "s1", "default", POOLED), 1, 0),
+        (unsubscribe_key("cfg-1", "s1", "email", group), 1, 0),
+        (unsubscribe_key("cfg-1", "s1", "email", POOLED), 1, 0),
+    }
+
+
+def test_an_unsubscribe_answering_a_command_counts_against_its_channel() -> None:
+    cfg = config(adaptive={"context_attributes": ["plan"]})
+    d = Driver.of(cfg)
+    d.send("signed_up", user={"attributes": {"plan": "pro"}})
+    group = context_group(d.state.profile, ["plan"])
+
+    out = d.send("unsubscribed", channel="email", command_id=d.commands[0].command_id)
+
+    assert {(s.key, s.trials, s.successes) for s in out.stat_deltas} == {
+        (unsubscribe_key("cfg-1", "s1", "email", group), 0, 1),
+        (unsubscribe_key("cfg-1", "s1", "email", POOLED), 0, 1),
     }
 
 

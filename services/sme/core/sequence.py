@@ -22,9 +22,9 @@ from sme.contracts.sequences import AttributeFilter, SequenceConfig, Status, Ste
 from sme.core.arms import arm_of_record
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
 from sme.core.evolve import PerObject, evolve
-from sme.core.stats import deltas
+from sme.core.stats import deltas, send_hour_deltas, unsubscribe_deltas
 from sme.core.steps import advance_due, attribute_holds
-from sme.core.timeutil import MS, local_hour
+from sme.core.timeutil import MS, from_ms, local_hour
 from sme.core.user_state import (
     MAX_ENROLLMENTS,
     Enrollment,
@@ -98,6 +98,12 @@ class _EventDecision(Decision):
         if touch is not None and event.type in REWARD_TYPES:
             self.offers.append(touch)
         if event.type == "unsubscribed" and channel is not None:
+            if touch is not None and touch.channel is not None:
+                self.stat_deltas.extend(
+                    unsubscribe_deltas(
+                        touch.config_id, touch.step_id, touch.channel.value, touch.group, 0, 1
+                    )
+                )
             consent = {**state.profile.consent, channel: False}
             state.profile = evolve(state.profile, consent=consent)
             self.add(
@@ -163,6 +169,10 @@ class _EventDecision(Decision):
                 1,
             )
         )
+        config = self.ctx.configs.get(touch.config_id)
+        if config is not None and config.adaptive.send_time.population_weight > 0:
+            hour = local_hour(from_ms(touch.at_ms), self.tz)
+            self.stat_deltas.extend(send_hour_deltas(touch.config_id, hour, touch.group, 0, 1))
 
     # --- goals, exits, waits ----------------------------------------------------------------
     def goals(self, event: Event) -> None:

@@ -7,6 +7,7 @@ enrollment visits at most `len(steps)` steps per call."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
 
@@ -19,8 +20,8 @@ from sme.core import guardrails, policy
 from sme.core.decision import Decision, due_ms
 from sme.core.evolve import evolve
 from sme.core.guardrails import Level, Verdict
-from sme.core.stats import context_group, deltas
-from sme.core.timeutil import MS, to_ms
+from sme.core.stats import context_group, deltas, send_hour_deltas, unsubscribe_deltas
+from sme.core.timeutil import MS, local_hour, to_ms
 from sme.core.user_state import Enrollment, Touch, short_command_id
 from sme.core.working import Working
 
@@ -146,7 +147,13 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
         return _suppressed(d, enrollment, config, step, verdict, group)
     if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed:
         quiet = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours is not None]
-        best = policy.best_send_time(d.now, d.tz, d.state.hours, config.adaptive.send_time, quiet)
+        send_time = config.adaptive.send_time
+        population = (
+            policy.population_hours(d.ctx.stats, config.id, group)
+            if send_time.enabled and send_time.population_weight > 0
+            else None
+        )
+        best = policy.best_send_time(d.now, d.tz, d.state.hours, send_time, quiet, population)
         if best is not None and to_ms(best) <= deadline:
             d.defer(enrollment, best, Reason.SEND_TIME_OPTIMISED)
             return StepResult.DEFERRED
@@ -204,6 +211,7 @@ def _send(
         step.id,
         group,
         d.rng,
+        _costs(levels, verdict.channels) if config.adaptive.objective == "net_value" else None,
     )
     variant_choice = policy.choose_variant(
         step.variants, enrollment.arm, config.adaptive, stats, config.id, step.id, group, d.rng
@@ -250,10 +258,19 @@ def _send(
     d.stat_deltas.extend(
         deltas(config.id, step.id, channel.value, variant_choice.value, group, 1, 0)
     )
+    d.stat_deltas.extend(unsubscribe_deltas(config.id, step.id, channel.value, group, 1, 0))
+    if config.adaptive.send_time.enabled and config.adaptive.send_time.population_weight > 0:
+        hour = local_hour(d.now, d.tz)
+        d.stat_deltas.extend(send_hour_deltas(config.id, hour, group, 1, 0))
     for key, amount in guardrails.spend(levels, channel, d.now):
         d.ledger_deltas.append((key, amount))
         d.ledger_pending[key] = d.ledger_pending.get(key, 0.0) + amount
     return _moved(d, enrollment, config, "next", None, StepResult.SENT, enrollment.sent + 1)
+
+
+def _costs(levels: list[Level], channels: Sequence[Channel]) -> dict[Channel, float]:
+    """Price per message of each eligible channel (the net-value objective weighs it)."""
+    return {channel: guardrails.message_cost(levels, channel) for channel in channels}
 
 
 def _deferral_deadline(
