@@ -27,7 +27,6 @@ from typing import Any
 from recording import RESULTS, record
 from render_lift_docs import render_all
 
-from sme.contracts.sequences import Adaptive
 from sme.core.lift import relative_lift
 from sme.simulator.run import objective_of, simulate
 from sme.simulator.world import Scenario, load_scenario
@@ -47,16 +46,10 @@ class Job:
 
 
 def _scenario(job: Job) -> Scenario:
-    scenario = load_scenario(job.world)
-    if job.world == "costly_channel" and "objective" in Adaptive.model_fields:
-        # The issue's check is with `objective: net_value`; until the policy has the option
-        # the world runs as shipped (conversions), and `policy_objective` says so.
-        seq = scenario.sequence
-        adaptive = seq.adaptive.model_copy(update={"objective": "net_value"})
-        scenario = scenario.model_copy(
-            update={"sequence": seq.model_copy(update={"adaptive": adaptive})}
-        )
-    return scenario
+    """The world as shipped: each scenario's sequence carries the campaign's own settings
+    (costly_channel: `objective: net_value` with its conversion value and unsubscribe cost;
+    drift: a half-life)."""
+    return load_scenario(job.world)
 
 
 def _run(job: Job) -> tuple[Job, dict[str, Any], float]:

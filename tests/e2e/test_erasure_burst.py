@@ -141,9 +141,7 @@ async def test_a_burst_of_erasures_does_not_stall_another_workspaces_reports(
         async def all_completed() -> bool:
             return await _gateway_metric(http, "sme_erasures_completed_total") >= USERS
 
-        await eventually(
-            all_completed, timeout=600, interval=0.5, what="every erasure completed"
-        )
+        await eventually(all_completed, timeout=600, interval=0.5, what="every erasure completed")
         completed = time.monotonic() - started
         stop.set()
         await asyncio.wait_for(prober, 180)

@@ -30,9 +30,7 @@ WELCOME = {
 
 
 def _decided(engine: Engine) -> float:
-    value = engine.metrics.registry.get_sample_value(
-        "sme_commands_out_total", {"channel": "email"}
-    )
+    value = engine.metrics.registry.get_sample_value("sme_commands_out_total", {"channel": "email"})
     return value or 0.0
 
 

@@ -271,7 +271,9 @@ def test_the_oracle_runs_on_the_adaptive_arms_users_and_reports_its_ceiling() ->
 
 def test_the_net_value_oracle_spares_the_costly_channel() -> None:
     scenario = load_scenario("costly_channel")
-    by_conversions = simulate(scenario, days=7, users=800, seed=1, oracle=True).summary()
+    by_conversions = simulate(
+        scenario, days=7, users=800, seed=1, oracle=True, oracle_objective="conversions"
+    ).summary()
     by_value = simulate(
         scenario, days=7, users=800, seed=1, oracle=True, oracle_objective="net_value"
     ).summary()

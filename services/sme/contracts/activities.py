@@ -3,11 +3,12 @@ sinks them into ClickHouse; every report is computed from them."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm
@@ -39,16 +40,27 @@ class ActivityType(StrEnum):
     AUTOMATION_PAUSED = "automation_paused"
 
 
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
+"""A uuid as text (what the sink's UUID column takes): anything else is refused at the door,
+so a malformed id is dead-lettered instead of failing the insert of its whole batch."""
+MAX_CONFIG_VERSION = 2**32 - 1
+"""Stored as UInt32."""
+EARLIEST_TIME = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2299, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
 class Activity(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    activity_id: str = Field(description="Deterministic uuid: the same fact always has one id.")
+    activity_id: str = Field(
+        pattern=UUID_PATTERN, description="Deterministic uuid: the same fact always has one id."
+    )
     type: ActivityType
     workspace_id: str = Field(description="Empty when the source could not be parsed.")
     user_id: str = ""
     occurred_at: AwareDatetime = Field(description="When the fact happened (event or decision).")
     config_id: str = ""
-    config_version: int = 0
+    config_version: int = Field(0, ge=0, le=MAX_CONFIG_VERSION)
     step_id: str = ""
     channel: Channel | None = None
     arm: Arm | None = None
@@ -59,6 +71,14 @@ class Activity(BaseModel):
     value: float = 0.0
     cost: float = 0.0
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _storable_time(cls, value: datetime) -> datetime:
+        """Within what the sink's DateTime64 column holds (and UTC conversion can express)."""
+        if not EARLIEST_TIME <= value <= LATEST_TIME:
+            raise ValueError("must be between 1900-01-01 and 2299-12-31 (UTC)")
+        return value
 
 
 MAX_BUNDLE_ACTIVITIES = 500

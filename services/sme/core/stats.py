@@ -159,6 +159,26 @@ def merge_decayed(
     return (t * f + trials, s * f + successes, max(at, now_ms))
 
 
+def config_of(stat_key: str) -> str:
+    """The sequence a statistics key belongs to (`<kind>|<config>|…`): its `adaptive`
+    settings (half-life) apply."""
+    return stat_key.split("|", 2)[1] if stat_key.count("|") >= 2 else ""
+
+
+def add_decayed(
+    counts: list[float], trials: float, successes: float, now_ms: int, half_life: float | None
+) -> None:
+    """`merge_decayed` in place on a `[trials, successes, as_of_ms]` list (the engine's and
+    the simulator's running counts): discount to `now_ms`, then add."""
+    if half_life is not None and now_ms > counts[2]:
+        f = decay_factor(int(now_ms - counts[2]), half_life)
+        counts[0] *= f
+        counts[1] *= f
+    counts[0] += trials
+    counts[1] += successes
+    counts[2] = max(counts[2], now_ms)
+
+
 def sum_decayed(
     parts: Iterable[DecayedCounts], now_ms: int, half_life_days: float | None
 ) -> tuple[float, float]:

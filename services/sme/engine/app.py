@@ -52,6 +52,7 @@ from sme.core import sequence
 from sme.core.ids import incarnation, stable_id
 from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activity
 from sme.core.retention import expired_ledger_keys
+from sme.core.stats import add_decayed, config_of
 from sme.core.timeutil import to_ms, utc_day
 from sme.core.user_state import UserState, state_key
 from sme.engine import faust_monitor
@@ -178,7 +179,7 @@ class Engine:
         self.stats = StatsBoard()
         self.due = DueIndex()
         self._dirty_stats: set[str] = set()
-        self._local_stats: dict[str, list[float]] = {}
+        self._local_stats: dict[str, list[float]] = {}  # key -> [trials, successes, as_of_ms]
         self._processed: dict[tuple[str, int], int] = {}
         self._ledger_purged: dict[int, str] = {}  # partition -> UTC day its ledger was purged
         self.crash_points = CrashPoints(settings.engine_crash_at)
@@ -440,7 +441,7 @@ class Engine:
             log.exception("deciding %s[%s]@%s failed", *_position(message))
             return self._rejection(_processing_error(exc), message)
         batch.record(key, parsed.user_id.encode(), message.partition, outcome, before=state)
-        self._count_stats(outcome, message.partition)
+        self._count_stats(outcome, message.partition, to_ms(now))
         self.metrics.events_in.labels(self.metrics.event_type_label(parsed.type)).inc()
         return []
 
@@ -478,7 +479,7 @@ class Engine:
                 key, state.user_id.encode(), message.partition, outcome, before=state
             ):
                 self.metrics.ticks_unchanged.inc()
-            self._count_stats(outcome, message.partition)
+            self._count_stats(outcome, message.partition, now_ms)
         return letters
 
     def _erase(self, batch: Batch, request: EraseRequest, partition: int, now: datetime) -> None:
@@ -661,18 +662,20 @@ class Engine:
             due = max(due, not_before_ms)
         self.due.put(key, partition, due, parked)
 
-    def _count_stats(self, outcome: sequence.Outcome, partition: int) -> None:
+    def _count_stats(self, outcome: sequence.Outcome, partition: int, now_ms: int) -> None:
         """Cumulative counts of a partition live in memory and in the compacted stats topic;
         a partition's new owner continues from the topic's last value. Eventually consistent:
-        a crash can lose up to one publish interval of counts, never double them."""
+        a crash can lose up to one publish interval of counts, never double them. A sequence
+        with `adaptive.half_life_days` has its counts discounted as they are updated."""
         for delta in outcome.stat_deltas:
             key = f"{partition}|{delta.key}"
             counts = self._local_stats.get(key)
             if counts is None:
-                counts = list(self.stats.partition_counts(key))
+                counts = list(self.stats.partition_record(key, now_ms))
                 self._local_stats[key] = counts
-            counts[0] += delta.trials
-            counts[1] += delta.successes
+            config = self.configs.get(config_of(delta.key))
+            half_life = config.adaptive.half_life_days if config is not None else None
+            add_decayed(counts, delta.trials, delta.successes, now_ms, half_life)
             self._dirty_stats.add(key)
 
     def _mark_processed(self, next_offsets: dict[int, int]) -> None:

@@ -4,7 +4,10 @@ Each partition's owner keeps that partition's cumulative counts in memory, conti
 last value in the compacted stats topic (keyed `<partition>|<stat key>`), and publishes
 changed counts there every `SME_STATS_PUBLISH_SECONDS`. Every instance mirrors that topic and
 sums over partitions, so totals are exact once the topic is read, whoever owned which
-partition when (a crash loses at most one publish interval of counts).
+partition when (a crash loses at most one publish interval of counts). A value is
+`[trials, successes, as_of_ms]` (`[trials, successes]` from older versions): for a sequence
+with a half-life the counts are discounted to `as_of_ms`, and the totals sum each partition's
+counts as last published (a partition discounts its own counts whenever it updates them).
 
 Bounded: only keys the core produces (context groups are buckets, `core.stats`) are kept;
 keys with raw context values written by older versions are ignored, and a deleted key
@@ -24,6 +27,7 @@ class StatsBoard(Mapping[str, Counts]):
 
     def __init__(self) -> None:
         self._per_partition: dict[str, Counts] = {}
+        self._as_of: dict[str, int] = {}  # <partition>|<stat key> -> as_of_ms, when published
         self._totals: dict[str, Counts] = {}
         self._holders: dict[str, int] = {}  # stat key -> partitions holding it
 
@@ -33,8 +37,14 @@ class StatsBoard(Mapping[str, Counts]):
             return
         new: Counts = (0.0, 0.0)
         if value is not None:
-            trials, successes = orjson.loads(value)
+            trials, successes, *as_of = orjson.loads(value)
             new = (float(trials), float(successes))
+            if as_of:
+                self._as_of[key] = int(as_of[0])
+            else:
+                self._as_of.pop(key, None)
+        else:
+            self._as_of.pop(key, None)
         held = key in self._per_partition
         old = self._per_partition.pop(key, (0.0, 0.0))
         holders = self._holders.get(stat_key, 0) - held
@@ -52,6 +62,12 @@ class StatsBoard(Mapping[str, Counts]):
     def partition_counts(self, key: str) -> Counts:
         """The last published counts of one `<partition>|<stat key>`."""
         return self._per_partition.get(key, (0.0, 0.0))
+
+    def partition_record(self, key: str, now_ms: int) -> tuple[float, float, int]:
+        """`[trials, successes, as_of_ms]` to continue counting from; counts published without
+        a time (older versions) are taken as of `now_ms` (not discounted for the past)."""
+        trials, successes = self._per_partition.get(key, (0.0, 0.0))
+        return trials, successes, self._as_of.get(key, now_ms)
 
     def __getitem__(self, key: str) -> Counts:
         return self._totals[key]

@@ -24,7 +24,7 @@ from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm, Command
 from sme.contracts.events import Event, UserProfile
 from sme.core.sequence import Context, Outcome, on_event, on_timer
-from sme.core.stats import Counts
+from sme.core.stats import Counts, add_decayed, config_of
 from sme.core.timeutil import MS, from_ms, to_ms, zone
 from sme.core.user_state import UserState
 from sme.simulator.oracle import OBJECTIVES, Objective, message_value
@@ -122,6 +122,7 @@ class _Sim:
         self.config = scenario.priced_sequence()
         self.workspace_id = self.config.workspace_id
         self.stats: dict[str, Counts] = {}
+        self._stats_at: dict[str, int] = {}  # stat key -> as_of_ms of its discounted counts
         self.ledger: dict[str, float] = {}
         self.ctx = Context(
             configs={self.config.id: self.config},
@@ -243,7 +244,15 @@ class _Sim:
         stats = self.stats
         for delta in outcome.stat_deltas:
             trials, successes = stats.get(delta.key, (0.0, 0.0))
-            stats[delta.key] = (trials + delta.trials, successes + delta.successes)
+            config = self.ctx.configs.get(config_of(delta.key))
+            half_life = config.adaptive.half_life_days if config is not None else None
+            if half_life is None:
+                stats[delta.key] = (trials + delta.trials, successes + delta.successes)
+                continue
+            counts = [trials, successes, self._stats_at.get(delta.key, at)]
+            add_decayed(counts, delta.trials, delta.successes, at, half_life)  # as the engine
+            stats[delta.key] = (counts[0], counts[1])
+            self._stats_at[delta.key] = int(counts[2])
         for key, amount in outcome.ledger_deltas:
             self.ledger[key] = self.ledger.get(key, 0.0) + amount
         observe = self.tally.observe

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from datetime import UTC
 from typing import Any
@@ -52,5 +54,25 @@ def activity_row(activity: Activity) -> list[Any]:
         str(activity.reason_code),
         activity.value,
         activity.cost,
-        orjson.dumps(activity.details).decode(),
+        _json_text(activity.details),
     ]
+
+
+def _json_text(details: dict[str, Any]) -> str:
+    """`details` as JSON text; integers beyond 64 bits (valid JSON, refused by orjson) are
+    written by the standard library instead of failing the row (non-finite numbers as null,
+    as orjson writes them)."""
+    try:
+        return orjson.dumps(details).decode()
+    except TypeError:
+        return json.dumps(_finite(details), ensure_ascii=False, separators=(",", ":"))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -40,3 +40,15 @@ def test_a_deleted_key_is_forgotten_once_no_partition_holds_it() -> None:
 
     assert len(board) == 0
     assert board.partition_counts(f"1|{BUCKET_KEY}") == (0.0, 0.0)
+
+
+def test_a_timed_value_is_summed_and_continued_from_its_own_time() -> None:
+    board = StatsBoard()
+    board.apply(f"0|{POOLED_KEY}", orjson.dumps([8.0, 2.0, 1_000]))
+    board.apply(f"1|{POOLED_KEY}", orjson.dumps([2, 1]))  # an older version's value
+
+    assert board[POOLED_KEY] == (10.0, 3.0)
+    assert board.partition_record(f"0|{POOLED_KEY}", 5_000) == (8.0, 2.0, 1_000)
+    assert board.partition_record(f"1|{POOLED_KEY}", 5_000) == (2.0, 1.0, 5_000)
+    board.apply(f"0|{POOLED_KEY}", None)
+    assert board.partition_record(f"0|{POOLED_KEY}", 7) == (0.0, 0.0, 7)
