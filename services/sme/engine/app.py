@@ -52,7 +52,7 @@ from sme.core import sequence
 from sme.core.ids import incarnation, stable_id
 from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activity
 from sme.core.retention import expired_ledger_keys
-from sme.core.stats import add_decayed, config_of
+from sme.core.stats import add_decayed, config_of, group_counts
 from sme.core.timeutil import to_ms, utc_day
 from sme.core.user_state import UserState, state_key
 from sme.engine import faust_monitor
@@ -792,6 +792,9 @@ class Engine:
     # --- shared state ------------------------------------------------------------------------
     async def _publish_stats(self) -> None:
         dirty, self._dirty_stats = self._dirty_stats, set()
+        if dirty:
+            for (kind, config_id, step_id), groups in group_counts(self.stats).items():
+                self.metrics.context_groups.labels(kind, config_id, step_id).set(groups)
         for stat_key in dirty:
             counts = self._local_stats.get(stat_key)
             if counts is not None:

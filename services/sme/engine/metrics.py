@@ -100,6 +100,14 @@ class EngineMetrics:
             ["topic", "partition"],
             registry=registry,
         )
+        self.context_groups = Gauge(
+            "sme_policy_context_groups",
+            "Context groups (pooled excluded) the population statistics hold, per kind (c "
+            "channel, v variant, u unsubscribe, t send hour), sequence and step: bounded by "
+            "the core's buckets; a sequence near the bound has an attribute worth reviewing.",
+            ["kind", "config", "step"],
+            registry=registry,
+        )
         self._types: set[str] = set()
 
     def event_type_label(self, event_type: str) -> str:

@@ -16,6 +16,7 @@ keys with raw context values written by older versions are ignored, and a delete
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import orjson
 
@@ -71,6 +72,11 @@ class StatsBoard(Mapping[str, Counts]):
 
     def __getitem__(self, key: str) -> Counts:
         return self._totals[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A plain dict look-up: Mapping's default raises and catches KeyError on every miss,
+        and the policy's prior fit looks up every group key of an arm, most of them absent."""
+        return self._totals.get(key, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._totals)

@@ -52,3 +52,11 @@ def test_a_timed_value_is_summed_and_continued_from_its_own_time() -> None:
     assert board.partition_record(f"1|{POOLED_KEY}", 5_000) == (2.0, 1.0, 5_000)
     board.apply(f"0|{POOLED_KEY}", None)
     assert board.partition_record(f"0|{POOLED_KEY}", 7) == (0.0, 0.0, 7)
+
+
+def test_get_answers_a_missing_key_with_the_default() -> None:
+    board = StatsBoard()
+    board.apply(f"0|{POOLED_KEY}", orjson.dumps([3, 1, 10]))
+    assert board.get(POOLED_KEY) == (3.0, 1.0)
+    assert board.get(BUCKET_KEY) is None
+    assert board.get(BUCKET_KEY, (0.0, 0.0)) == (0.0, 0.0)
