@@ -19,11 +19,19 @@ from pydantic import (
 
 from sme.contracts.channels import Channel
 
-# Not blank (`\S`): surrounding whitespace of an identifier is trimmed; a user id is kept as is.
+NOT_BLANK = (
+    r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
+r"""Not blank: at least one character that no engine counts as whitespace. Spelled out because
+`\S` differs between them (Rust's and Python's count U+0085 and U+001C-U+001F as space,
+ECMAScript's, which JSON Schema validators use, does not; U+FEFF the other way round): with `\S`
+a client validating against our schema could send an id we then refuse."""
+
+# Surrounding whitespace of an identifier is trimmed; a user id is kept as is.
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=r"\S")
+    str, StringConstraints(min_length=1, max_length=128, strip_whitespace=True, pattern=NOT_BLANK)
 ]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"\S")]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NOT_BLANK)]
 EventType = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_.\-]*$")
 ]

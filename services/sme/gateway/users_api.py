@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from sme.contracts.events import NOT_BLANK
 from sme.gateway.auth import Principal
 from sme.gateway.configs_api import Caller, _scope, _service, principal
 from sme.gateway.rate_limit import RateLimiter, retry_after
@@ -32,7 +33,7 @@ UserId = Annotated[
     Path(
         min_length=1,
         max_length=256,
-        pattern=r"\S",
+        pattern=NOT_BLANK,
         description="The user id, percent-encoded as a path segment (`/` may stay as is).",
     ),
 ]
@@ -41,7 +42,7 @@ ErasureId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f-
 
 class ErasureRequestBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    user_id: str = Field(min_length=1, max_length=256, pattern=r"\S")
+    user_id: str = Field(min_length=1, max_length=256, pattern=NOT_BLANK)
 
 
 class ErasureAccepted(BaseModel):
