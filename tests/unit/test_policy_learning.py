@@ -26,6 +26,7 @@ from sme.core.stats import (
     POOLED,
     bounded_key,
     channel_key,
+    conversion_key,
     decay_factor,
     group_counts,
     merge_decayed,
@@ -43,6 +44,10 @@ DAY_MS = 86_400_000
 
 def ckey(channel: Channel, group: str = POOLED) -> str:
     return channel_key(CFG, STEP, channel.value, group)
+
+
+def kkey(channel: Channel, group: str = POOLED) -> str:
+    return conversion_key(CFG, STEP, channel.value, group)
 
 
 def mean(ab: tuple[float, float]) -> float:
@@ -159,7 +164,12 @@ def test_a_well_known_choice_almost_never_explores() -> None:
 # --- objective -----------------------------------------------------------------------------
 
 
-SMS_SLIGHTLY_BETTER = {ckey(EMAIL): (20_000.0, 1000.0), ckey(SMS): (20_000.0, 1100.0)}
+SMS_SLIGHTLY_BETTER = {
+    ckey(EMAIL): (20_000.0, 1000.0),  # successes (clicks, conversions): the conversions objective
+    ckey(SMS): (20_000.0, 1100.0),
+    kkey(EMAIL): (20_000.0, 1000.0),  # conversions: what the value objectives pay for
+    kkey(SMS): (20_000.0, 1100.0),
+}
 COSTS = {EMAIL: 0.001, SMS: 0.02}
 
 
@@ -199,6 +209,17 @@ def test_net_value_weighs_the_unsubscribes_a_channel_causes() -> None:
 
     assert free_churn["sms"] > 900
     assert dear_churn["email"] > 900
+
+
+def test_value_objectives_pay_for_conversions_not_clicks() -> None:
+    clicky_sms = {
+        ckey(EMAIL): (20_000.0, 1000.0),
+        ckey(SMS): (20_000.0, 4000.0),  # four times the clicks...
+        kkey(EMAIL): (20_000.0, 400.0),
+        kkey(SMS): (20_000.0, 400.0),  # ...and the same conversions
+    }
+    value = shares(Adaptive(objective="net_value", conversion_value=10.0), clicky_sms, COSTS)
+    assert value["email"] > 900
 
 
 # --- send time from the population ---------------------------------------------------------

@@ -15,7 +15,14 @@ from sme.contracts.commands import Arm
 from sme.contracts.reasons import Reason
 from sme.contracts.sequences import Status
 from sme.core import sequence
-from sme.core.stats import POOLED, channel_key, context_group, unsubscribe_key, variant_key
+from sme.core.stats import (
+    POOLED,
+    channel_key,
+    context_group,
+    conversion_key,
+    unsubscribe_key,
+    variant_key,
+)
 from sme.core.timeutil import to_ms
 from tests.unit.builders import (
     ALL_BASELINE,
@@ -507,6 +514,18 @@ def test_a_conversion_is_attributed_to_the_last_touch() -> None:
     success = {(s.key, s.successes) for s in out.stat_deltas}
     assert (channel_key("cfg-1", "s2", "sms", POOLED), 1) in success
     assert all(s.key.split("|")[2] == "s2" for s in out.stat_deltas)
+
+
+def test_a_value_objective_counts_messages_and_the_conversion_per_channel() -> None:
+    d = _with_goal(adaptive={"objective": "net_value"})
+    sent = d.send("signed_up")
+    out = d.send("purchased", at(minutes=30), properties={"amount": 10})
+
+    key = conversion_key("cfg-1", "s1", "email", POOLED)
+    assert (key, 1, 0) in {(s.key, s.trials, s.successes) for s in sent.stat_deltas}
+    assert (key, 0, 1) in {(s.key, s.trials, s.successes) for s in out.stat_deltas}
+    plain = _with_goal()
+    assert not any(s.key.startswith("k|") for s in plain.send("signed_up").stat_deltas)
 
 
 def test_a_conversion_counts_once_per_enrollment() -> None:

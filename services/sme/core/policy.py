@@ -24,6 +24,7 @@ from sme.core.stats import (
     POOLED,
     StatsView,
     channel_key,
+    conversion_key,
     group_keys,
     send_hour_key,
     unsubscribe_key,
@@ -188,9 +189,11 @@ def choose_channel(
     rng: random.Random,
     costs: Mapping[Channel, float] | None = None,
 ) -> Choice:
-    """The channel with the best sampled objective. `costs` (price per message, from the
-    guardrails' cost_per_message) count under the net_value objective, as does the sampled
-    unsubscribe rate where unsubscribes are counted."""
+    """The channel with the best sampled objective. Conversions: the success rate (a click or
+    a conversion) with the user's own affinity. Revenue and net_value pay `conversion_value`
+    per conversion, so the channels' conversion counts decide (a click earns nothing); under
+    net_value `costs` (price per message, from the guardrails' cost_per_message) and the
+    sampled unsubscribe rate times `unsubscribe_cost` are subtracted."""
     if arm is not Arm.ADAPTIVE or adaptive.channel_policy == "fixed" or len(eligible) == 1:
         return Choice(eligible[0].value, "fixed")
     keys = [
@@ -204,14 +207,25 @@ def choose_channel(
     trials = sum(stats.get(pooled, _ZERO)[0] for _, _, pooled in keys)
     if rng.random() < exploration_rate(adaptive, trials):
         return Choice(rng.choice(list(eligible)).value, "explore")
-    prior = arm_prior(stats, [pooled for _, _, pooled in keys], adaptive)
     net = adaptive.objective == "net_value"
+    if adaptive.objective == "conversions":
+        prior = arm_prior(stats, [pooled for _, _, pooled in keys], adaptive)
+    else:  # the value objectives pay per conversion: the channels' conversion counts decide
+        keys = [
+            (
+                ch,
+                conversion_key(config_id, step_id, ch.value, group),
+                conversion_key(config_id, step_id, ch.value, POOLED),
+            )
+            for ch in eligible
+        ]
+        prior = arm_prior(stats, [pooled for _, _, pooled in keys], adaptive)
     scores: dict[str, float] = {}
     for channel, key, pooled in keys:
         a, b = posterior(stats, key, pooled, adaptive, prior)
         theta = rng.betavariate(a, b)
         sent, engaged = affinity.get(channel, (0, 0))
-        if sent and adaptive.user_affinity_weight:
+        if sent and adaptive.user_affinity_weight and adaptive.objective == "conversions":
             mean = a / (a + b)
             own = rng.betavariate(
                 mean * USER_PRIOR_STRENGTH + engaged,

@@ -22,7 +22,7 @@ from sme.contracts.sequences import AttributeFilter, SequenceConfig, Status, Ste
 from sme.core.arms import arm_of_record
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
 from sme.core.evolve import PerObject, evolve
-from sme.core.stats import deltas, send_hour_deltas, unsubscribe_deltas
+from sme.core.stats import conversion_deltas, deltas, send_hour_deltas, unsubscribe_deltas
 from sme.core.steps import advance_due, attribute_holds
 from sme.core.timeutil import MS, from_ms, local_hour
 from sme.core.user_state import (
@@ -222,6 +222,12 @@ class _EventDecision(Decision):
             self.state.past[config.id] = evolve(past, converted=True)
             if touch is not None:
                 self.offers.append(touch)
+                if config.adaptive.objective != "conversions" and touch.channel is not None:
+                    self.stat_deltas.extend(
+                        conversion_deltas(
+                            config.id, touch.step_id, touch.channel.value, touch.group, 0, 1
+                        )
+                    )
             if enrollment is not None:
                 self.exit(enrollment, Reason.GOAL_REACHED)
 

@@ -47,6 +47,13 @@ def unsubscribe_key(config_id: str, step_id: str, channel: str, group: str) -> s
     return f"u|{config_id}|{step_id}|{channel}|{group}"
 
 
+def conversion_key(config_id: str, step_id: str, channel: str, group: str) -> str:
+    """(messages, conversions credited to them) of one channel at one step: what the value
+    objectives pay for (a click is a success, not a conversion). Counted only for sequences
+    whose objective is revenue or net_value."""
+    return f"k|{config_id}|{step_id}|{channel}|{group}"
+
+
 def send_hour_key(config_id: str, hour: int, group: str) -> str:
     """(messages, successes) of messages sent at one local hour of the user (0-23)."""
     return f"t|{config_id}|{hour}|{group}"
@@ -73,7 +80,7 @@ def context_group(profile: Profile, attributes: Sequence[str]) -> str:
     return f"#{int.from_bytes(digest, 'big') % CONTEXT_GROUPS}"
 
 
-_KINDS = frozenset({"c", "v", "u", "t"})
+_KINDS = frozenset({"c", "v", "u", "k", "t"})
 
 
 def bounded_key(stat_key: str) -> bool:
@@ -114,6 +121,17 @@ def unsubscribe_deltas(
     groups = (group,) if group == POOLED else (group, POOLED)
     return tuple(
         StatDelta(unsubscribe_key(config_id, step_id, channel, g), messages, unsubscribes)
+        for g in groups
+    )
+
+
+def conversion_deltas(
+    config_id: str, step_id: str, channel: str, group: str, messages: int, conversions: int
+) -> tuple[StatDelta, ...]:
+    """A message (1, 0) or the conversion credited to it (0, 1), in its group and pooled."""
+    groups = (group,) if group == POOLED else (group, POOLED)
+    return tuple(
+        StatDelta(conversion_key(config_id, step_id, channel, g), messages, conversions)
         for g in groups
     )
 
@@ -197,7 +215,7 @@ def sum_decayed(
 def group_counts(keys: Iterable[str]) -> dict[tuple[str, str, str], int]:
     """Context groups (pooled excluded) per (kind, config, step) among the statistics keys:
     what the engine exports as a gauge so a runaway attribute is visible. Kinds: c channel,
-    v variant, u unsubscribe, t send hour (step "*": its groups span the hours)."""
+    v variant, u unsubscribe, k conversion, t send hour (step "*": its groups span the hours)."""
     counts: Counter[tuple[str, str, str]] = Counter()
     seen: set[tuple[str, str, str, str]] = set()
     for key in keys:

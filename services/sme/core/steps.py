@@ -20,7 +20,13 @@ from sme.core import guardrails, policy
 from sme.core.decision import Decision, due_ms
 from sme.core.evolve import evolve
 from sme.core.guardrails import Level, Verdict
-from sme.core.stats import context_group, deltas, send_hour_deltas, unsubscribe_deltas
+from sme.core.stats import (
+    context_group,
+    conversion_deltas,
+    deltas,
+    send_hour_deltas,
+    unsubscribe_deltas,
+)
 from sme.core.timeutil import MS, local_hour, to_ms
 from sme.core.user_state import Enrollment, Touch, short_command_id
 from sme.core.working import Working
@@ -259,6 +265,8 @@ def _send(
         deltas(config.id, step.id, channel.value, variant_choice.value, group, 1, 0)
     )
     d.stat_deltas.extend(unsubscribe_deltas(config.id, step.id, channel.value, group, 1, 0))
+    if config.adaptive.objective != "conversions":
+        d.stat_deltas.extend(conversion_deltas(config.id, step.id, channel.value, group, 1, 0))
     if config.adaptive.send_time.enabled and config.adaptive.send_time.population_weight > 0:
         hour = local_hour(d.now, d.tz)
         d.stat_deltas.extend(send_hour_deltas(config.id, hour, group, 1, 0))
