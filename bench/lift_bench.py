@@ -29,7 +29,7 @@ from render_lift_docs import render_all
 
 from sme.core.lift import relative_lift
 from sme.simulator.run import objective_of, simulate
-from sme.simulator.world import Scenario, load_scenario
+from sme.simulator.world import load_scenario
 
 WORLDS = ("default", "null", "costly_channel", "drift")
 DRIFT_DAYS = 21  # the drift world changes on day 10 and needs days after it to follow
@@ -45,17 +45,10 @@ class Job:
     oracle_objective: str | None = None
 
 
-def _scenario(job: Job) -> Scenario:
-    """The world as shipped: each scenario's sequence carries the campaign's own settings
-    (costly_channel: `objective: net_value` with its conversion value and unsubscribe cost;
-    drift: a half-life)."""
-    return load_scenario(job.world)
-
-
 def _run(job: Job) -> tuple[Job, dict[str, Any], float]:
     started = time.process_time()
     result = simulate(
-        _scenario(job),
+        load_scenario(job.world),  # as shipped: each carries the campaign's own settings
         days=job.days,
         users=job.users,
         seed=job.seed,
