@@ -50,6 +50,11 @@ def sequence(workspace: str = "acme", name: str = "Welcome series") -> dict[str,
     }
 
 
+def _money(value: float) -> set[str]:
+    """The page's 2-decimal text of `value`, either way a rounding tie may fall."""
+    return {f"{value - 1e-9:,.2f}", f"{value + 1e-9:,.2f}"}
+
+
 async def _direct(store: ClickHouseStore, workspace: str) -> dict[str, Any]:
     """The figures recomputed straight from the activities, not from any rollup."""
     rows = (
@@ -205,6 +210,12 @@ async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
         reasons_chart = json.loads(page.by_id["chart-reasons"]["data-points"])
         reasons = dict(zip(reasons_chart["reasons"], reasons_chart["counts"], strict=True))
         assert reasons == direct["reasons"] and reasons["holdout"] >= holdout[0]
+        arms_text = page.text["arms-table"]  # the table's text, cells run together
+        assert "net value" in arms_text and "net value / enrolled" in arms_text
+        for arm, (enrolled, _, _, revenue, cost) in direct["arms"].items():
+            net = revenue - cost  # the goal values conversions; unsubscribes cost nothing
+            assert any(t in arms_text for t in _money(net)), (arm, net, arms_text)
+            assert any(t in arms_text for t in _money(net / enrolled)), (arm, arms_text)
         decisions = page.rows["decisions-table"]
         assert 0 < len(decisions) <= 25 and all("data-activity" in r for r in decisions)
 

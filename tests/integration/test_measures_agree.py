@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from sme.contracts.activities import Activity, ActivityType
 from sme.contracts.sequences import SequenceConfig
+from sme.core.roi import Economics
 from sme.gateway.automation import AutomationMonitor
 from sme.settings import Settings
 from sme.storage.activities import ACTIVITY_COLUMNS, activity_row
@@ -59,6 +60,15 @@ EXPECTED_COST = 0.13
 EXPECTED_SENT_PER_CHANNEL = {"email": 3, "sms": 2}
 EXPECTED_EVENTS, EXPECTED_REJECTED = 15, 3  # 10 received + 2 duplicates + 3 dead-lettered
 EXPECTED_ERROR_RATE = 0.2  # 3 of the 15 events that arrived
+# Net value (conversion_value 10, unsubscribe_cost 2): value of conversions - cost - 2 x unsub.
+EXPECTED_NET_VALUED = {  # the recorded revenue (the goal has a value_property)
+    "baseline": (13.38, 4.46),  # 15.5 - 0.12 - 2 x 1; / 3 enrolled
+    "adaptive": (-0.01, -0.01),  # 0 - 0.01 - 0; / 1 enrolled
+}
+EXPECTED_NET_PRICED = {  # conversions x conversion_value (no value_property)
+    "baseline": (17.88, 5.96),  # 2 x 10 - 0.12 - 2 x 1; / 3 enrolled
+    "adaptive": (-0.01, -0.01),
+}
 
 
 @pytest.fixture
@@ -151,7 +161,7 @@ def _activities(at: datetime) -> list[Activity]:
     return rows
 
 
-def _config() -> SequenceConfig:
+def _config(value_property: str | None = "amount") -> SequenceConfig:
     return SequenceConfig.model_validate(
         {
             "id": CONFIG,
@@ -159,6 +169,8 @@ def _config() -> SequenceConfig:
             "name": "Agree",
             "entry": {"event_types": ["signed_up"]},
             "steps": [{"id": "s1", "template": "t", "channels": ["email", "sms"]}],
+            "exit": {"goal": {"event_type": "purchased", "value_property": value_property}},
+            "adaptive": {"conversion_value": 10.0, "unsubscribe_cost": 2.0},
         }
     )
 
@@ -189,7 +201,12 @@ async def test_the_rollup_metrics_the_report_and_the_automation_monitor_count_al
     today = at.date()
     tomorrow = today + timedelta(days=1)
 
-    metrics = await sequence_metrics(store, WS, CONFIG, today, tomorrow, "day")
+    metrics = await sequence_metrics(
+        store, WS, CONFIG, today, tomorrow, "day", Economics.of(_config())
+    )
+    priced = await sequence_metrics(
+        store, WS, CONFIG, today, tomorrow, "day", Economics.of(_config(value_property=None))
+    )
     report = await report_json(store, report_params(WS, CONFIG, today, tomorrow))
     monitor = AutomationMonitor(
         test_settings,
@@ -203,6 +220,11 @@ async def test_the_rollup_metrics_the_report_and_the_automation_monitor_count_al
     expected = _rounded(EXPECTED_ARMS)
     assert _rounded(metrics["arms"]) == expected
     assert _rounded(_per_arm(report)) == expected
+    for got, want in ((metrics, EXPECTED_NET_VALUED), (priced, EXPECTED_NET_PRICED)):
+        assert {
+            arm: (round(f["net_value"], 6), round(f["net_value_per_enrolled"], 6))
+            for arm, f in got["arms"].items()
+        } == want
     assert {row["day"] for row in report} == {today.isoformat()}
 
     totals = {

@@ -36,6 +36,7 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         "exit": {"goal": {"event_type": "purchased", "value_property": "amount"}},
         "guardrails": {"cost_per_message": {"email": 0.01}},
         "experiment": {"holdout_pct": 20, "baseline_pct": 40},
+        "adaptive": {"conversion_value": 50.0, "unsubscribe_cost": 3.0},
     }
     users = [f"m{i}" for i in range(40)]
     async with running_gateway(s) as api, running_engine(s):
@@ -82,6 +83,14 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
             for arm, a in sorted(body["arms"].items())
         ]
         assert reported == [(a, e, n, c, v, round(k, 6)) for a, e, n, c, v, k in direct]
+        # net value: each conversion carries amount 10 (value_property), so conversion_value
+        # (50) is not used; no unsubscribe was sent, each send cost 0.01
+        assert all(a["unsubscribed"] == 0 for a in body["arms"].values())
+        for arm, enrolled, sent, conversions, _, _ in direct:
+            figures = body["arms"][arm]
+            expected_net = 10.0 * conversions - 0.01 * sent
+            assert figures["net_value"] == pytest.approx(expected_net), arm
+            assert figures["net_value_per_enrolled"] == pytest.approx(expected_net / enrolled), arm
         assert sum(a["enrolled"] for a in body["arms"].values()) == len(users)
         assert body["arms"]["holdout"]["sent"] == 0
         assert [row["period"] for row in body["series"]] == [today.isoformat()] * len(

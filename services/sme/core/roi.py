@@ -9,6 +9,13 @@ against a holdout with `n_h` users, `x_h` conversions and revenue `r_h`:
     incremental revenue     = r - n * r_h / n_h
     ROI                     = (incremental revenue - c) / c        (None when c = 0)
 
+An arm's net value prices its own figures with the sequence's `adaptive` economics:
+
+    net value = value of conversions - cost - unsubscribes * unsubscribe_cost
+
+where the value of conversions is the recorded revenue when the goal has a `value_property`
+(conversions carry values), else conversions * conversion_value.
+
 Pure: the reporting API and the dashboard call it on the rollup's totals."""
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from sme.contracts.sequences import SequenceConfig
 
 METHOD = "holdout-scaled difference"
 TREATMENTS = ("adaptive", "baseline")
@@ -78,3 +87,36 @@ def incremental_report(arms: Mapping[str, ArmTotals]) -> dict[str, Incremental |
         else:
             out[name] = incremental(treated, holdout)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Economics:
+    """How net value prices an arm: `valued` conversions carry their own value (the goal's
+    `value_property`), else each is worth `conversion_value`."""
+
+    valued: bool
+    conversion_value: float
+    unsubscribe_cost: float
+
+    @classmethod
+    def of(cls, config: SequenceConfig) -> Economics:
+        """The sequence's current economics (a later change re-prices past windows)."""
+        goal = config.exit.goal
+        return cls(
+            valued=goal is not None and goal.value_property is not None,
+            conversion_value=config.adaptive.conversion_value,
+            unsubscribe_cost=config.adaptive.unsubscribe_cost,
+        )
+
+
+def net_value(totals: Mapping[str, Any], economics: Economics) -> dict[str, float | None]:
+    """An arm's `net_value` from its `enrolled`, `conversions`, `revenue`, `cost` and
+    `unsubscribed` totals, and `net_value_per_enrolled` (None with no one enrolled)."""
+    value = (
+        float(totals["revenue"])
+        if economics.valued
+        else int(totals["conversions"]) * economics.conversion_value
+    )
+    net = value - float(totals["cost"]) - int(totals["unsubscribed"]) * economics.unsubscribe_cost
+    enrolled = int(totals["enrolled"])
+    return {"net_value": net, "net_value_per_enrolled": net / enrolled if enrolled else None}

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Requ
 from pydantic import BaseModel, ConfigDict, StrictBool, ValidationError
 
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
+from sme.core.roi import Economics
 from sme.gateway.auth import Principal
 from sme.gateway.config_service import (
     ConfigNotFoundError,
@@ -219,14 +220,19 @@ async def config_metrics(
 ) -> dict[str, Any]:
     """Per arm (adaptive / baseline / holdout), per channel and per day or week: enrolled,
     sent, delivered, opened, clicked, conversions, revenue, unsubscribed, bounced, suppressed
-    (and by reason), cost, rates and cost per conversion; the lift of adaptive vs baseline and
-    vs holdout with 95% CIs; incremental conversions, revenue and ROI over the holdout; the
-    workspace's event error rate."""
+    (and by reason), cost, rates and cost per conversion; per arm also `net_value` (value of
+    conversions - cost - unsubscribed x unsubscribe_cost, at the sequence's current
+    `adaptive` economics; the value is the recorded revenue when the goal has a
+    value_property, else conversions x conversion_value) and `net_value_per_enrolled`; the
+    lift of adaptive vs baseline and vs holdout with 95% CIs; incremental conversions,
+    revenue and ROI over the holdout; the workspace's event error rate."""
     config = _service(request).get(config_id, who.workspace_id)
     start, end = report_window(from_, to)
     await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
-    return await sequence_metrics(store, config.workspace_id, config_id, start, end, granularity)
+    return await sequence_metrics(
+        store, config.workspace_id, config_id, start, end, granularity, Economics.of(config)
+    )
 
 
 REPORT_CONTENT = {
@@ -258,7 +264,9 @@ async def config_report(
     start, end = report_window(from_, to)
     await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
-    summary = await sequence_metrics(store, config.workspace_id, config_id, start, end, "day")
+    summary = await sequence_metrics(
+        store, config.workspace_id, config_id, start, end, "day", Economics.of(config)
+    )
     params = report_params(config.workspace_id, config_id, start, end)
     if format == "json":
         rows = await report_json(store, params)

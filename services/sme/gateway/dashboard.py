@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from sme.contracts.sequences import SequenceConfig
+from sme.core.roi import Economics
 from sme.gateway.configs_api import API, Caller, FromDate, ToDate, report_window
 from sme.storage.dashboard import overview, sequence_dashboard
 
@@ -83,7 +84,14 @@ async def sequence_dashboard_data(
     start, end = report_window(from_, to)
     await gw.rollup.refresh()
     payload = await sequence_dashboard(
-        gw.store, config.workspace_id, config_id, start, end, datetime.now(UTC), granularity
+        gw.store,
+        config.workspace_id,
+        config_id,
+        start,
+        end,
+        datetime.now(UTC),
+        Economics.of(config),
+        granularity,
     )
     return {
         "config": {**_summary(config), "steps": [step.id for step in config.steps]},

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from sme.contracts.activities import ActivityType
+from sme.core.roi import Economics
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.measures import (
     CONVERSIONS,
@@ -86,11 +87,14 @@ async def sequence_dashboard(
     start: date,
     end: date,
     now: datetime,
+    economics: Economics,
     granularity: Literal["day", "week"] = "day",
     recent: int = 25,
 ) -> dict[str, Any]:
     """Every figure one sequence's page shows (`now` anchors the recent-decisions look)."""
-    metrics = await sequence_metrics(store, workspace_id, config_id, start, end, granularity)
+    metrics = await sequence_metrics(
+        store, workspace_id, config_id, start, end, granularity, economics
+    )
     decisions = await recent_decisions(store, workspace_id, config_id, start, end, recent, now)
     return {"metrics": metrics, "recent_decisions": decisions}
 

@@ -1,8 +1,8 @@
 """Performance metrics of one sequence from the daily rollup of `activities`: per arm, per
 channel and per day (or week), the counts and rates the dashboard and reports show,
 suppressions by reason, the workspace's event error rate, the lift from the same function the
-simulator uses, and incremental conversions, revenue and ROI over the holdout. Each activity
-id counts once (the rollup reads FINAL)."""
+simulator uses, incremental conversions, revenue and ROI over the holdout, and each arm's net
+value at the sequence's economics. Each activity id counts once (the rollup reads FINAL)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from typing import Any, Literal
 
 from sme.core.lift import Lift, lift_report, wilson_interval
-from sme.core.roi import ArmTotals, incremental_report
+from sme.core.roi import ArmTotals, Economics, incremental_report, net_value
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.measures import (
     BY_REASON,
@@ -58,9 +58,10 @@ async def sequence_metrics(
     start: date,
     end: date,
     granularity: Literal["day", "week"],
+    economics: Economics,
 ) -> dict[str, Any]:
     """`start` inclusive, `end` exclusive, UTC dates; read from the daily rollup (refresh
-    it first for up-to-the-second figures)."""
+    it first for up-to-the-second figures). `economics` prices each arm's net value."""
     params = {"w": workspace_id, "c": config_id, "since": start, "until": end}
     result = await store.query(SQL.format(bucket=BUCKETS[granularity]), params)
     series: list[dict[str, Any]] = []
@@ -87,7 +88,12 @@ async def sequence_metrics(
     for entry in channels.values():
         entry.update(_rates(entry))
     summary = {
-        arm: {**totals, **_rates(totals), "conversion_rate_ci95": _rate_interval(totals)}
+        arm: {
+            **totals,
+            **_rates(totals),
+            "conversion_rate_ci95": _rate_interval(totals),
+            **net_value(totals, economics),
+        }
         for arm, totals in arms.items()
     }
     lift = window_lift(arms)

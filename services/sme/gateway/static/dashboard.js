@@ -244,7 +244,8 @@ function renderSequence(data) {
   const armTable = table(
     "arms-table",
     [["arm"], ["enrolled", "num"], ["sent", "num"], ["conversions", "num"], ["conversion rate", "num"], ["95% CI", "num"],
-      ["revenue", "num"], ["cost", "num"], ["cost / conversion", "num"], ["click rate", "num"], ["unsubscribe rate", "num"]],
+      ["revenue", "num"], ["cost", "num"], ["cost / conversion", "num"], ["click rate", "num"], ["unsubscribe rate", "num"],
+      ["net value", "num"], ["net value / enrolled", "num"]],
     armNames.map((a) => {
       const r = arms[a];
       const ci = r.conversion_rate_ci95;
@@ -253,7 +254,8 @@ function renderSequence(data) {
         cells: [[a], [fmt.int(r.enrolled), "num"], [fmt.int(r.sent), "num"], [fmt.int(r.conversions), "num"],
           [fmt.pct(r.conversion_rate), "num"], [ci ? `${fmt.pct(ci[0])} .. ${fmt.pct(ci[1])}` : "–", "num"],
           [fmt.money(r.revenue), "num"], [fmt.money(r.cost), "num"], [fmt.money(r.cost_per_conversion), "num"],
-          [fmt.pct(r.click_rate), "num"], [fmt.pct(r.unsubscribe_rate), "num"]],
+          [fmt.pct(r.click_rate), "num"], [fmt.pct(r.unsubscribe_rate), "num"],
+          [fmt.money(r.net_value), "num"], [fmt.money(r.net_value_per_enrolled), "num"]],
       };
     }),
   );
