@@ -17,6 +17,7 @@ from sme.contracts.sequences import Adaptive, SendTime
 from sme.core.policy import (
     best_send_time,
     choose_channel,
+    conversions_per_success,
     exploration_rate,
     pooling_strength,
     population_hours,
@@ -220,6 +221,34 @@ def test_value_objectives_pay_for_conversions_not_clicks() -> None:
     }
     value = shares(Adaptive(objective="net_value", conversion_value=10.0), clicky_sms, COSTS)
     assert value["email"] > 900
+
+
+def test_a_dear_channel_tried_a_few_hundred_times_is_dismissed_by_its_success_rate() -> None:
+    """300 SMS messages with 1 conversion cannot tell a conversion rate of 0.3% from 1%, but
+    their 9 successes pin the success rate near email's: at the step's share of successes that
+    convert, SMS cannot pay for a price 20x email's, so Thompson sampling stops trying it."""
+    stats = {
+        ckey(EMAIL): (20_000.0, 500.0),
+        kkey(EMAIL): (20_000.0, 80.0),
+        ckey(SMS): (300.0, 9.0),
+        kkey(SMS): (300.0, 1.0),
+    }
+    adaptive = Adaptive(objective="net_value", conversion_value=10.0, exploration="none")
+
+    assert shares(adaptive, stats, COSTS)["sms"] < 50
+
+
+def test_a_channel_without_conversions_of_its_own_borrows_the_steps_share() -> None:
+    stats = {
+        ckey(EMAIL): (20_000.0, 1000.0),
+        kkey(EMAIL): (20_000.0, 200.0),
+        ckey(SMS): (100.0, 5.0),
+    }
+
+    shares_ = conversions_per_success(stats, CFG, STEP, ["email", "sms"], Adaptive())
+
+    assert mean(shares_["email"]) == pytest.approx(0.2, abs=0.01)
+    assert mean(shares_["sms"]) == pytest.approx(0.2, abs=0.03)
 
 
 # --- send time from the population ---------------------------------------------------------
