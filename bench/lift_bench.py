@@ -43,6 +43,7 @@ class Job:
     users: int
     oracle: bool
     oracle_objective: str | None = None
+    context_oracle: bool = False
 
 
 def _run(job: Job) -> tuple[Job, dict[str, Any], float]:
@@ -54,6 +55,7 @@ def _run(job: Job) -> tuple[Job, dict[str, Any], float]:
         seed=job.seed,
         oracle=job.oracle,
         oracle_objective=job.oracle_objective,  # type: ignore[arg-type]
+        context_oracle=job.context_oracle,
     )
     return job, result.summary(), time.process_time() - started
 
@@ -64,15 +66,21 @@ def _jobs(args: argparse.Namespace) -> list[Job]:
     jobs: list[Job] = []
     for world in args.worlds:
         if world == "default":
-            jobs += [Job(world, s, args.days, args.users, oracle=True) for s in seeds]
+            jobs += [
+                Job(world, s, args.days, args.users, oracle=True, context_oracle=True)
+                for s in seeds
+            ]
         elif world == "null":
             jobs += [Job(world, s, args.days, args.users, oracle=False) for s in seeds]
         elif world == "costly_channel":
             jobs += [Job(world, s, args.days, args.users, True, "net_value") for s in extra]
         elif world == "drift":
-            jobs += [Job(world, s, args.drift_days, args.users, oracle=True) for s in extra]
+            jobs += [
+                Job(world, s, args.drift_days, args.users, oracle=True, context_oracle=True)
+                for s in extra
+            ]
     # Longest first, so two workers finish together.
-    return sorted(jobs, key=lambda j: -(j.days * j.users * (2 if j.oracle else 1)))
+    return sorted(jobs, key=lambda j: -(j.days * j.users * (1 + j.oracle + j.context_oracle)))
 
 
 # --- aggregation ----------------------------------------------------------------------------
@@ -96,6 +104,9 @@ def _per_seed(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if "oracle_vs_baseline" in s["lift"]:
             row["oracle_lift"] = _r(oracle["estimate"]) if oracle else None
             row["lift_share_of_oracle"] = _r(s.get("lift_share_of_oracle"))
+        if "context_oracle_vs_baseline" in s["lift"]:
+            context = s["lift"]["context_oracle_vs_baseline"]
+            row["context_oracle_lift"] = _r(context["estimate"]) if context else None
         rows.append(row)
     return rows
 
@@ -105,7 +116,11 @@ _POOLED = ("users", "conversions", "messages_total", "unsubscribes", "spend", "n
 
 def _pooled_arms(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per arm, summed over seeds: rates from the sums (each seed weighs by its users)."""
-    names = [a for a in ("adaptive", "baseline", "holdout", "oracle") if a in runs[0]["arms"]]
+    names = [
+        a
+        for a in ("adaptive", "baseline", "holdout", "oracle", "context_oracle")
+        if a in runs[0]["arms"]
+    ]
     out: dict[str, dict[str, Any]] = {}
     for arm in names:
         sums = {k: sum(r["arms"][arm][k] for r in runs) for k in _POOLED}
@@ -168,6 +183,13 @@ def _lift_figures(runs: list[dict[str, Any]], days: float, users: int) -> dict[s
         out["lift_share_of_oracle"] = (
             _r(out["mean_lift"] / mean_oracle) if mean_oracle and mean_oracle > 0 else None
         )
+    if "context_oracle_lift" in rows[0]:
+        context = [r["context_oracle_lift"] for r in rows if r["context_oracle_lift"] is not None]
+        mean_context = _mean(context) if context else None
+        out["mean_context_oracle_lift"] = _r(mean_context)
+        out["lift_share_of_context_oracle"] = (
+            _r(out["mean_lift"] / mean_context) if mean_context and mean_context > 0 else None
+        )
     return out
 
 
@@ -198,7 +220,7 @@ def _drift(
     runs: list[dict[str, Any]], days: float, users: int, change_day: float
 ) -> dict[str, Any]:
     out = _lift_figures(runs, days, users)
-    arms = [a for a in ("adaptive", "baseline", "oracle") if a in runs[0]["arms"]]
+    arms = [a for a in ("adaptive", "baseline", "oracle", "context_oracle") if a in runs[0]["arms"]]
     n_days = len(runs[0]["arms"]["adaptive"]["daily_conversions"])
     daily: dict[str, list[float]] = {}
     for arm in arms:
@@ -225,6 +247,11 @@ def _drift(
     a0 = sum(daily["adaptive"][d] for d in before)
     o0 = sum(daily["oracle"][d] for d in before)
     out["adaptive_over_oracle_3_days_before_change"] = _r(a0 / o0) if o0 else None
+    if "context_oracle" in daily:  # the same check against the ceiling the policy can learn
+        c = sum(daily["context_oracle"][d] for d in window)
+        c0 = sum(daily["context_oracle"][d] for d in before)
+        out["adaptive_over_context_oracle_from_day_change_plus_3"] = _r(a / c) if c else None
+        out["adaptive_over_context_oracle_3_days_before_change"] = _r(a0 / c0) if c0 else None
     return out
 
 

@@ -81,6 +81,12 @@ def _headline(f: dict[str, Any]) -> str:
             f"; oracle mean lift **{_pct(f['mean_oracle_lift'])}**, adaptive share of the "
             f"oracle's lift **{_share(f['lift_share_of_oracle'])}**"
         )
+    if "mean_context_oracle_lift" in f:
+        text += (
+            f"; context oracle (true mean rates of the policy's context groups, no per-user "
+            f"truth) mean lift **{_pct(f['mean_context_oracle_lift'])}**, adaptive share "
+            f"**{_share(f['lift_share_of_context_oracle'])}**"
+        )
     return text
 
 
@@ -158,7 +164,16 @@ def render_simulator(lift: dict[str, Any]) -> str:
             f"{_headline(f)}. Adaptive ÷ oracle daily conversion rate, pooled: "
             f"{_share(f['adaptive_over_oracle_3_days_before_change'])} over the 3 days before "
             f"the change, **{_share(f['adaptive_over_oracle_from_day_change_plus_3'])}** from 3 "
-            "days after it to the end (the target is ≥ 90%).",
+            "days after it to the end (the target is ≥ 90%)"
+            + (
+                f"; against the context oracle: "
+                f"{_share(f['adaptive_over_context_oracle_3_days_before_change'])} before, "
+                f"**{_share(f['adaptive_over_context_oracle_from_day_change_plus_3'])}** from 3 "
+                "days after"
+                if "adaptive_over_context_oracle_from_day_change_plus_3" in f
+                else ""
+            )
+            + ".",
             "",
             "| day | " + " | ".join(str(d) for d in days) + " |",
             "| --- | " + " | ".join("---" for _ in days) + " |",

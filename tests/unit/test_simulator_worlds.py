@@ -299,3 +299,52 @@ def test_new_scenarios_ship_and_match_their_story() -> None:
     drift = load_scenario("drift")
     assert len(drift.changes) == 1 and drift.signup_days > drift.changes[0].day
     assert isinstance(drift.economics, Economics)
+
+
+# --- the context oracle -----------------------------------------------------------------------
+
+
+def _context_is_everything() -> Scenario:
+    """The default world where a user's platform is their segment and users of a segment are
+    alike, always active and never tired: nothing hidden beyond the context group."""
+    data = _data("default")
+    platforms = {"desktop_email": "web", "mobile_first": "ios", "low_intent": "android"}
+    data["active_hours"] = {"always": list(range(24))}
+    data["fatigue"] = {"window": "P3D", "open_decay": 0.0, "unsubscribe_growth": 0.0}
+    for segment in data["segments"]:
+        segment["attributes"] = {"platform": {platforms[segment["name"]]: 1.0}}
+        segment["active_hours"] = {"always": 1.0}
+        segment["concentration"] = 0.0
+        for channel in segment["channels"].values():
+            channel["never_read"] = 0.0
+    data["sequence"]["guardrails"] = {}
+    return Scenario.model_validate(data)
+
+
+def test_where_the_context_is_everything_the_context_oracle_is_the_oracle() -> None:
+    result = simulate(
+        _context_is_everything(), days=6, users=900, seed=3, oracle=True, context_oracle=True
+    ).summary()
+    arms = result["arms"]
+    assert _figures({"arms": {"o": arms["oracle"]}}) == _figures(
+        {"arms": {"o": arms["context_oracle"]}}
+    )
+    assert result["lift"]["context_oracle_vs_baseline"] == result["lift"]["oracle_vs_baseline"]
+
+
+def test_the_context_oracle_knows_the_groups_not_the_users() -> None:
+    """In the default world users of one platform differ (segments, per-user spread, active
+    hours): the context oracle, knowing only the platform groups' means, sends differently
+    from the oracle and is reported beside it."""
+    summary = simulate(
+        load_scenario("default"), days=6, users=1500, seed=2, oracle=True, context_oracle=True
+    ).summary()
+    arms = summary["arms"]
+    assert arms["context_oracle"]["users"] == arms["adaptive"]["users"]
+    assert arms["context_oracle"]["messages"] != arms["oracle"]["messages"]
+    context = summary["lift"]["context_oracle_vs_baseline"]["estimate"]
+    if context > 0:
+        assert summary["lift_share_of_context_oracle"] == pytest.approx(
+            summary["lift"]["vs_baseline"]["estimate"] / context
+        )
+    assert main(["--users", "300", "--days", "3", "--context-oracle"]) == 0

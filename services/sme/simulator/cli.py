@@ -48,6 +48,12 @@ def configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "lift_share_of_oracle (about doubles the run time)",
     )
     parser.add_argument(
+        "--context-oracle",
+        action="store_true",
+        help="also run an oracle that knows only the true mean rates of the context groups "
+        "the policy sees (not each user's): the learnable ceiling, lift_share_of_context_oracle",
+    )
+    parser.add_argument(
         "--oracle-objective",
         choices=OBJECTIVES,
         default=None,
@@ -92,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         oracle=args.oracle or args.oracle_objective is not None,
         oracle_objective=args.oracle_objective,
+        context_oracle=args.context_oracle,
     )
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     summary = result.summary()

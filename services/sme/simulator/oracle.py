@@ -11,6 +11,7 @@ from the adaptive arm only in the choices the adaptive policy makes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 from sme.contracts.channels import Channel
@@ -81,3 +82,79 @@ def message_value(
     if objective == "revenue":
         return value
     return value - truth.cost[channel] - p_unsub * economics.unsubscribe_cost
+
+
+Knowledge = Literal["user", "context"]
+"""What an oracle knows: each user's hidden truth (`user`), or only the true mean rates of the
+context groups the policy itself sees (`context`: the users sharing the values of the
+sequence's `context_attributes`)."""
+
+
+class ContextTable:
+    """The context oracle's knowledge: the mean expected value of a message over the users of
+    a context, by channel and variant, delivered inside or outside their active hours, and the
+    share of the context's users active at each local hour. It ranks a user's options as the
+    average user of the user's context at that local hour, with no fatigue: the ceiling of a
+    policy that learned its context groups perfectly and knows nothing of the individual."""
+
+    def __init__(
+        self,
+        users: Sequence[HiddenUser],
+        attributes: Sequence[str],
+        fatigue: Fatigue,
+        economics: Economics,
+        objective: Objective,
+    ) -> None:
+        self.attributes = tuple(attributes)
+        self.fatigue, self.economics, self.objective = fatigue, economics, objective
+        self.members: dict[tuple[str, ...], list[HiddenUser]] = {}
+        for user in users:
+            self.members.setdefault(self.context(user), []).append(user)
+        self.active_share = {
+            ctx: [sum(h in u.active for u in group) / len(group) for h in range(24)]
+            for ctx, group in self.members.items()
+        }
+        self._means: dict[tuple[object, ...], tuple[float, float]] = {}
+
+    def context(self, user: HiddenUser) -> tuple[str, ...]:
+        return tuple(str(user.attributes.get(name)) for name in self.attributes)
+
+    def value(
+        self,
+        user: HiddenUser,
+        regime: Regime,
+        regime_index: int,
+        channel: Channel,
+        variant: str,
+        local_hour: int,
+    ) -> float:
+        ctx = self.context(user)
+        key = (ctx, regime_index, channel, variant)
+        means = self._means.get(key)
+        if means is None:
+            means = self._means[key] = (
+                self._mean(ctx, regime, channel, variant, active=True),
+                self._mean(ctx, regime, channel, variant, active=False),
+            )
+        share = self.active_share[ctx][local_hour]
+        return share * means[0] + (1 - share) * means[1]
+
+    def _mean(
+        self, ctx: tuple[str, ...], regime: Regime, channel: Channel, variant: str, *, active: bool
+    ) -> float:
+        group = self.members[ctx]
+        total = sum(
+            message_value(
+                u,
+                regime,
+                channel,
+                variant,
+                active=active,
+                recent=0,
+                fatigue=self.fatigue,
+                economics=self.economics,
+                objective=self.objective,
+            )
+            for u in group
+        )
+        return total / len(group)

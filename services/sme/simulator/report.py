@@ -169,8 +169,8 @@ def _money(x: float | None) -> str:
 def format_text(summary: dict[str, Any]) -> str:
     """The human-readable table of a simulation summary (the `--json` object)."""
     arms: dict[str, dict[str, Any]] = summary["arms"]
-    shown = [a for a in (*ARMS, "oracle") if a in arms]
-    width = 12
+    shown = [a for a in (*ARMS, "oracle", "context_oracle") if a in arms]
+    width = 15
     head = f"{'':<22}" + "".join(f"{a:>{width}}" for a in shown)
     lines = [
         f"sme simulate: scenario {summary['scenario']!r}, {summary['users']} users, "
@@ -206,12 +206,15 @@ def format_text(summary: dict[str, Any]) -> str:
                 Lift(**value) if value is not None else None,
             )
         )
-    if "oracle_vs_baseline" in lift:
-        value = lift["oracle_vs_baseline"]
-        lines.append(format_lift("oracle vs baseline", Lift(**value) if value else None))
-        share = summary["lift_share_of_oracle"]
+    for oracle in ("oracle", "context_oracle"):
+        if f"{oracle}_vs_baseline" not in lift:
+            continue
+        value = lift[f"{oracle}_vs_baseline"]
+        label = oracle.replace("_", " ")
+        lines.append(format_lift(f"{label} vs baseline", Lift(**value) if value else None))
+        share = summary[f"lift_share_of_{oracle}"]
         lines.append(
-            "adaptive share of the oracle's lift: "
+            f"adaptive share of the {label}'s lift: "
             + ("n/a" if share is None else f"{share * 100:.0f}%")
         )
     lines.append(f"CI method: {LIFT_METHOD}")

@@ -27,7 +27,7 @@ from sme.core.sequence import Context, Outcome, on_event, on_timer
 from sme.core.stats import Counts, add_decayed, config_of
 from sme.core.timeutil import MS, from_ms, to_ms, zone
 from sme.core.user_state import UserState
-from sme.simulator.oracle import OBJECTIVES, Objective, message_value
+from sme.simulator.oracle import OBJECTIVES, ContextTable, Knowledge, Objective, message_value
 from sme.simulator.report import LIFT_METHOD, Tally, lift_dict, share_of_oracle
 from sme.simulator.world import (
     CONVERSION_EVENT,
@@ -62,6 +62,7 @@ class Result:
     objective: Objective = "conversions"
     oracle: Tally | None = None  # the oracle run's tally (its adaptive arm is the oracle)
     oracle_objective: Objective | None = None
+    context_oracle: Tally | None = None  # the context oracle run's tally
 
     def summary(self) -> dict[str, Any]:
         """The `--json` object."""
@@ -92,6 +93,15 @@ class Result:
             out["lift_share_of_oracle"] = share_of_oracle(
                 self.tally.lift()["vs_baseline"], oracle_lift
             )
+        if self.context_oracle is not None:
+            arms["context_oracle"] = self.context_oracle.arms[Arm.ADAPTIVE.value].to_dict(
+                econ, days, world_view=True
+            )
+            context_lift = self.context_oracle.lift()["vs_baseline"]
+            lift["context_oracle_vs_baseline"] = context_lift.to_dict() if context_lift else None
+            out["lift_share_of_context_oracle"] = share_of_oracle(
+                self.tally.lift()["vs_baseline"], context_lift
+            )
         return out
 
 
@@ -112,9 +122,11 @@ class _Sim:
         *,
         oracle: bool = False,
         objective: Objective | None = None,
+        knowledge: Knowledge = "user",
     ) -> None:
         self.scenario = scenario
         self.oracle = oracle  # the adaptive arm's choices are the oracle's
+        self.knowledge = knowledge
         self.objective = objective or objective_of(scenario)
         self.steps = {step.id: step for step in scenario.sequence.steps}
         self.quiet = scenario.sequence.guardrails.quiet_hours
@@ -145,6 +157,17 @@ class _Sim:
         self.due: list[int | None] = [None] * users
         for user in self.users:
             self._schedule_signup(user)
+        self.context_table = (
+            ContextTable(
+                self.users,
+                scenario.sequence.adaptive.context_attributes,
+                scenario.fatigue,
+                scenario.economics,
+                self.objective,
+            )
+            if oracle and knowledge == "context"
+            else None
+        )
 
     # --- scheduling -------------------------------------------------------------------------
     def _push(self, at_ms: int, kind: int, index: int, payload: Feedback | None = None) -> None:
@@ -204,11 +227,14 @@ class _Sim:
         return None
 
     def _regime(self, at_ms: int) -> Regime:
-        regimes, starts = self.regimes, self.regime_starts
+        return self.regimes[self._regime_index(at_ms)]
+
+    def _regime_index(self, at_ms: int) -> int:
+        starts = self.regime_starts
         i = len(starts) - 1
         while starts[i] > at_ms:
             i -= 1
-        return regimes[i]
+        return i
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -263,7 +289,10 @@ class _Sim:
                 value = self._regime(at).segments[user.segment].conversion_value
                 self.tally.arms[activity.arm.value].value += value
         for command in outcome.commands:
-            if self.oracle and command.arm is Arm.ADAPTIVE:
+            if self.context_table is not None and command.arm is Arm.ADAPTIVE:
+                channel, variant = self._context_choice(user, command, at, self.context_table)
+                send_at = at
+            elif self.oracle and command.arm is Arm.ADAPTIVE:
                 channel, variant, send_at = self._oracle_choice(user, command, at)
             else:
                 channel, variant, send_at = command.channel, command.variant, at
@@ -353,6 +382,25 @@ class _Sim:
                         best = (value, channel, variant, when)
         return best[1], best[2], best[3]
 
+    def _context_choice(
+        self, user: HiddenUser, command: Command, at: int, table: ContextTable
+    ) -> tuple[Channel, str]:
+        """The channel and variant of the highest mean value for the user's context at the
+        user's local hour (`ContextTable`), among the step's consented channels; the time is
+        the core's own."""
+        step = self.steps[command.step_id]
+        channels = [
+            ch
+            for ch in step.channels
+            if user.consent.get(ch, False) and ch not in user.unsubscribed
+        ] or [command.channel]
+        variants = step.variants if command.variant in step.variants else [command.variant]
+        index = self._regime_index(at)
+        regime = self.regimes[index]
+        hour = self._local(user, at).hour
+        options = [(ch, v) for ch in channels for v in variants]
+        return max(options, key=lambda o: table.value(user, regime, index, o[0], o[1], hour))
+
     # --- the world's answer to a message ----------------------------------------------------
     def _respond(
         self, user: HiddenUser, command: Command, channel: Channel, variant: str, at: int
@@ -428,12 +476,15 @@ def simulate(
     seed: int = 1,
     oracle: bool = False,
     oracle_objective: Objective | None = None,
+    context_oracle: bool = False,
 ) -> Result:
     """Run the scenario's sequence for `users` users over `days` virtual days. With `oracle`,
     a second run on the same population (same seed, same arms) lets the oracle make the
     adaptive arm's choices, and the report gains its lift and the adaptive share of it. The
     oracle optimises the sequence's objective unless `oracle_objective` names another (e.g.
-    net value as a campaign manager's ceiling while the policy still counts conversions)."""
+    net value as a campaign manager's ceiling while the policy still counts conversions).
+    With `context_oracle`, a third run's oracle knows only its context groups' true mean
+    rates (`ContextTable`): the ceiling of what the policy could learn from what it sees."""
     if users < 1:
         raise ValueError("users must be at least 1")
     if not 0 < days <= 365:
@@ -445,6 +496,19 @@ def simulate(
         ceiling = _Sim(scenario, days, users, seed, oracle=True, objective=oracle_objective)
         ceiling.run()
         oracle_tally, used = ceiling.tally, ceiling.objective
+    context_tally = None
+    if context_oracle:
+        learnable = _Sim(
+            scenario,
+            days,
+            users,
+            seed,
+            oracle=True,
+            objective=oracle_objective,
+            knowledge="context",
+        )
+        learnable.run()
+        context_tally = learnable.tally
     return Result(
         scenario.name,
         seed,
@@ -457,4 +521,5 @@ def simulate(
         sim.objective,
         oracle_tally,
         used,
+        context_tally,
     )
