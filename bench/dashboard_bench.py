@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 from recording import record
 
+from sme.core.roi import Economics
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.dashboard import overview, sequence_dashboard
 from sme.storage.rollup import Rollup
@@ -48,6 +49,8 @@ FROM numbers({first:UInt64}, {rows:UInt64})
 
 
 CHUNK = 10_000_000
+PRICES = Economics(valued=True, conversion_value=1.0, unsubscribe_cost=0.0)
+"""Net value from recorded revenue, as a sequence whose goal carries a value."""
 
 
 def _p95(timings: list[float]) -> float:
@@ -76,7 +79,7 @@ async def run(rows: int, repeats: int, store_dir: str | None) -> dict[str, float
         for _ in range(repeats):
             t0 = time.perf_counter()
             await rollup.refresh()  # what the route does first: a metadata check when idle
-            await sequence_dashboard(store, "bench", "cfg-1", start_day, end_day, end)
+            await sequence_dashboard(store, "bench", "cfg-1", start_day, end_day, end, PRICES)
             page.append((time.perf_counter() - t0) * 1000)
             t0 = time.perf_counter()
             await rollup.refresh()
