@@ -92,6 +92,11 @@ def parse_bound(text: str) -> datetime | timedelta | None:
     return -delta if sign == "-" else delta
 
 
+def _special(name: str) -> bool:
+    """Names that mean something else to the object models downstream tools may use."""
+    return name.startswith("__") or name in ("constructor", "prototype")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -122,8 +127,10 @@ class Predicate(_Strict):
     @field_validator("property")
     @classmethod
     def _plain_names(cls, v: str | None) -> str | None:
-        if v is not None and any(segment.startswith("__") for segment in v.split(".")):
-            raise ValueError("property path segments must not start with __")
+        if v is not None and any(_special(segment) for segment in v.split(".")):
+            raise ValueError(
+                "property path names must not start with __ nor be constructor or prototype"
+            )
         return v
 
     @field_validator("before", "after")
