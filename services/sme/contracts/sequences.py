@@ -18,13 +18,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from sme.contracts.channels import Channel
+from sme.contracts.conditions import Expression, property_locs
+from sme.contracts.errors import Loc
+from sme.contracts.errors import field_errors as _field_errors
 from sme.contracts.events import AttributeValue, EventType
 
 MAX_STEPS = 50
@@ -41,21 +42,6 @@ def _bounded(value: timedelta, *, allow_zero: bool = True) -> timedelta:
         low = "at least 0" if allow_zero else "more than 0"
         raise ValueError(f"must be {low} and at most {MAX_DURATION.days} days")
     return value
-
-
-Loc = tuple[str | int, ...]
-
-
-def _field_errors(model: str, errors: list[tuple[Loc, str, object]]) -> ValidationError:
-    """Cross-field checks run on the whole model, but each error names the field to fix:
-    raised inside a validator, these locations nest under the model's own path."""
-    return ValidationError.from_exception_data(
-        model,
-        [
-            InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=value)
-            for loc, message, value in errors
-        ],
-    )
 
 
 class _Strict(BaseModel):
@@ -110,9 +96,22 @@ class Reentry(_Strict):
         return _bounded(v)
 
 
+def _no_event_at_hand(model: str, when: Expression | None) -> None:
+    """Where nothing but the profile is at hand, a property predicate could never hold."""
+    locs = property_locs(when, ("when",))
+    if locs:
+        message = "no event is at hand here: test profile attributes only"
+        raise _field_errors(model, [(loc, message, None) for loc in locs])
+
+
 class Entry(_Strict):
     event_types: list[EventType] = Field(min_length=1, max_length=10)
     filters: list[AttributeFilter] = Field(default_factory=list, max_length=20)
+    when: Expression | None = Field(
+        None,
+        description="Enroll only if this holds on the profile and the trigger event "
+        "(together with every filter).",
+    )
     reentry: Reentry = Reentry()
 
 
@@ -130,6 +129,14 @@ class StepCondition(_Strict):
         description="Send only if at least one of these arrived since the previous step.",
     )
     attributes: list[AttributeFilter] = Field(default_factory=list, max_length=20)
+    when: Expression | None = Field(
+        None, description="Send only if this holds on the profile (attributes only)."
+    )
+
+    @model_validator(mode="after")
+    def _profile_only(self) -> StepCondition:
+        _no_event_at_hand("StepCondition", self.when)
+        return self
 
 
 Goto = Annotated[str, StringConstraints(min_length=1, max_length=64)]
@@ -142,6 +149,9 @@ class WaitFor(_Strict):
     event_type: EventType
     timeout: timedelta
     on_event: Goto = "next"
+    when: Expression | None = Field(
+        None, description="Only an event on which this holds (with the profile) counts."
+    )
 
     @field_validator("timeout")
     @classmethod
@@ -150,19 +160,30 @@ class WaitFor(_Strict):
 
 
 class BranchRule(_Strict):
-    """Jump to `goto` if `event_type` arrived since the previous step, or the attribute holds."""
+    """Jump to `goto` if `event_type` arrived since the previous step, or the attribute holds,
+    or the expression `when` holds on the profile."""
 
     event_type: EventType | None = None
     attribute: AttributeFilter | None = None
+    when: Expression | None = None
     goto: Goto
 
     @model_validator(mode="after")
     def _one_test(self) -> BranchRule:
-        if (self.event_type is None) == (self.attribute is None):
-            field = "event_type" if self.event_type is None else "attribute"
-            raise _field_errors(
-                "BranchRule", [((field,), "give exactly one of event_type or attribute", None)]
+        given = [
+            name
+            for name, value in (
+                ("event_type", self.event_type),
+                ("attribute", self.attribute),
+                ("when", self.when),
             )
+            if value is not None
+        ]
+        if len(given) != 1:
+            field = given[1] if given else "event_type"
+            message = "give exactly one of event_type, attribute or when"
+            raise _field_errors("BranchRule", [((field,), message, None)])
+        _no_event_at_hand("BranchRule", self.when)
         return self
 
 
@@ -208,6 +229,9 @@ class Goal(_Strict):
     event_type: EventType
     attribution_window: timedelta = timedelta(days=14)
     value_property: str | None = Field(None, max_length=64)
+    when: Expression | None = Field(
+        None, description="Only a goal event on which this holds (with the profile) converts."
+    )
 
     @field_validator("attribution_window")
     @classmethod
@@ -215,8 +239,18 @@ class Goal(_Strict):
         return _bounded(v, allow_zero=False)
 
 
+class ExitRule(_Strict):
+    """An event of one of `event_types` on which `when` holds (with the profile) exits."""
+
+    event_types: list[EventType] = Field(min_length=1, max_length=10)
+    when: Expression
+
+
 class Exit(_Strict):
-    event_types: list[EventType] = Field(default_factory=list, max_length=10)
+    event_types: list[EventType] = Field(
+        default_factory=list, max_length=10, description="Any event of these types exits."
+    )
+    rules: list[ExitRule] = Field(default_factory=list, max_length=10)
     goal: Goal | None = None
 
 

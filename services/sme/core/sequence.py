@@ -16,14 +16,16 @@ from typing import Any
 
 from sme.contracts.activities import ActivityType
 from sme.contracts.commands import Arm
+from sme.contracts.conditions import Node, attribute_names
 from sme.contracts.events import Event
 from sme.contracts.reasons import Reason
 from sme.contracts.sequences import AttributeFilter, SequenceConfig, Status, Step
 from sme.core.arms import arm_of_record
+from sme.core.conditions import holds
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
 from sme.core.evolve import PerObject, evolve
 from sme.core.stats import conversion_deltas, deltas, send_hour_deltas, unsubscribe_deltas
-from sme.core.steps import advance_due, attribute_holds
+from sme.core.steps import AWAITED, advance_due, attribute_holds
 from sme.core.timeutil import MS, from_ms, local_hour
 from sme.core.user_state import (
     MAX_ENROLLMENTS,
@@ -184,6 +186,8 @@ class _EventDecision(Decision):
             goal = config.exit.goal
             if goal is None or goal.event_type != event.type:
                 continue
+            if goal.when is not None and not self._holds_on(goal.when, event):
+                continue
             window_start = self.now_ms - goal.attribution_window // MS
             enrollment = self.state.enrollment(config.id)
             past = self.state.past.get(config.id)
@@ -245,21 +249,39 @@ class _EventDecision(Decision):
             config = self.ctx.configs.get(enrollment.config_id)
             if config is None:
                 continue
-            if event.type in config.exit.event_types:
+            if self._exits(config, event):
                 self.exit(enrollment, Reason.EXIT_EVENT)
                 continue
             if event.type not in _watched_types(config):
                 continue
             enrollment = _see(enrollment, event.type)
-            self.put(enrollment)
             step = _current_step(config, enrollment)
+            wait_for = step.wait_for if step is not None else None
             if (
-                self.status(config) is Status.ACTIVE
-                and step is not None
-                and step.wait_for is not None
-                and step.wait_for.event_type == event.type
+                wait_for is None
+                or wait_for.event_type != event.type
+                or (wait_for.when is not None and not self._holds_on(wait_for.when, event))
             ):
-                self.jump(enrollment, config, step.wait_for.on_event, Reason.AWAITED_EVENT)
+                self.put(enrollment)
+                continue
+            if wait_for.when is not None:  # remembered for a paused step: it jumps on resume
+                enrollment = _see(enrollment, AWAITED)
+            self.put(enrollment)
+            if self.status(config) is Status.ACTIVE:
+                self.jump(enrollment, config, wait_for.on_event, Reason.AWAITED_EVENT)
+
+    def _exits(self, config: SequenceConfig, event: Event) -> bool:
+        exit_ = config.exit
+        if event.type in exit_.event_types:
+            return True
+        return any(
+            event.type in rule.event_types and self._holds_on(rule.when, event)
+            for rule in exit_.rules
+        )
+
+    def _holds_on(self, expr: Node, event: Event) -> bool:
+        """An expression on the profile and the event at hand."""
+        return holds(expr, self.state.profile.attributes, event.properties, self.now)
 
     # --- entries ----------------------------------------------------------------------------
     def entries(self, event: Event) -> None:
@@ -271,6 +293,8 @@ class _EventDecision(Decision):
             if self.state.enrollment(config.id) is not None:
                 continue
             if not all(_filter_holds(f, self.state, event) for f in config.entry.filters):
+                continue
+            if config.entry.when is not None and not self._holds_on(config.entry.when, event):
                 continue
             past = self.state.past.get(config.id)
             if past is not None and not _reentry_allowed(config, past, self.now_ms):
@@ -362,10 +386,19 @@ def _config_keys(config: SequenceConfig) -> frozenset[str]:
     keys: set[str] = set()
     keys.update(f.key for f in config.entry.filters if f.source == "attribute")
     keys.update(config.adaptive.context_attributes)
+    expressions = [config.entry.when, *(rule.when for rule in config.exit.rules)]
+    if config.exit.goal is not None:
+        expressions.append(config.exit.goal.when)
     for step in config.steps:
         if step.condition is not None:
             keys.update(f.key for f in step.condition.attributes)
+            expressions.append(step.condition.when)
         keys.update(r.attribute.key for r in step.branches if r.attribute is not None)
+        expressions.extend(r.when for r in step.branches)
+        if step.wait_for is not None:
+            expressions.append(step.wait_for.when)
+    for expression in expressions:
+        keys.update(attribute_names(expression))
     return frozenset(keys)
 
 

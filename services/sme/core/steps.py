@@ -15,8 +15,9 @@ from sme.contracts.activities import ActivityType
 from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm
 from sme.contracts.reasons import Reason
-from sme.contracts.sequences import AttributeFilter, SequenceConfig, Status, Step
+from sme.contracts.sequences import AttributeFilter, BranchRule, SequenceConfig, Status, Step
 from sme.core import guardrails, policy
+from sme.core.conditions import holds
 from sme.core.decision import Decision, due_ms
 from sme.core.evolve import evolve
 from sme.core.guardrails import Level, Verdict
@@ -82,9 +83,9 @@ def fire(d: Decision, enrollment: Enrollment, config: SequenceConfig | None) -> 
     step = config.steps[enrollment.step]
     if step.kind == "branch":
         return branch(d, enrollment, config, step)
-    if step.wait_for is not None and step.wait_for.event_type in enrollment.seen:
+    if step.wait_for is not None and was_awaited(step, enrollment):
         return awaited(d, enrollment, config, step)
-    if step.condition is not None and not condition_holds(step, enrollment, d.state):
+    if step.condition is not None and not condition_holds(step, enrollment, d.state, d.now):
         return condition_false(d, enrollment, config)
     return message(d, enrollment, config, step)
 
@@ -98,11 +99,7 @@ def _moved(d: Decision, enrollment: Enrollment, config: SequenceConfig, target: 
 def branch(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
     """The first rule that holds names the next step; none holds: the next one."""
     target = next(
-        (
-            r.goto
-            for r in step.branches
-            if rule_holds(r.event_type, r.attribute, enrollment, d.state)
-        ),
+        (r.goto for r in step.branches if rule_holds(r, enrollment, d.state, d.now)),
         "next",
     )
     return _moved(d, enrollment, config, target, Reason.BRANCHED, StepResult.BRANCHED)
@@ -304,7 +301,22 @@ def _remap(enrollment: Enrollment, config: SequenceConfig) -> Enrollment | None:
     return evolve(enrollment, version=config.version, step=index, step_id=config.steps[index].id)
 
 
-def condition_holds(step: Step, enrollment: Enrollment, state: Working) -> bool:
+AWAITED = "~awaited"
+"""Marks in `Enrollment.seen` that the current step's awaited event came and its `when` held
+(never an event type: those start with a letter)."""
+
+
+def was_awaited(step: Step, enrollment: Enrollment) -> bool:
+    """The awaited event came while the step could not jump (paused): it jumps when it fires."""
+    wait_for = step.wait_for
+    if wait_for is None:
+        return False
+    if wait_for.when is None and wait_for.event_type in enrollment.seen:
+        return True
+    return AWAITED in enrollment.seen
+
+
+def condition_holds(step: Step, enrollment: Enrollment, state: Working, now: datetime) -> bool:
     condition = step.condition
     assert condition is not None  # noqa: S101 - caller checked
     seen = set(enrollment.seen)
@@ -312,18 +324,19 @@ def condition_holds(step: Step, enrollment: Enrollment, state: Working) -> bool:
         return False
     if condition.any_of_events and not seen.intersection(condition.any_of_events):
         return False
-    return all(
-        attribute_holds(f, state.profile.attributes.get(f.key)) for f in condition.attributes
-    )
+    attributes = state.profile.attributes
+    if condition.when is not None and not holds(condition.when, attributes, None, now):
+        return False
+    return all(attribute_holds(f, attributes.get(f.key)) for f in condition.attributes)
 
 
-def rule_holds(
-    event_type: str | None, attribute: AttributeFilter | None, e: Enrollment, state: Working
-) -> bool:
-    if event_type is not None:
-        return event_type in e.seen
-    assert attribute is not None  # noqa: S101 - the model guarantees one of the two
-    return attribute_holds(attribute, state.profile.attributes.get(attribute.key))
+def rule_holds(rule: BranchRule, e: Enrollment, state: Working, now: datetime) -> bool:
+    if rule.event_type is not None:
+        return rule.event_type in e.seen
+    if rule.when is not None:
+        return holds(rule.when, state.profile.attributes, None, now)
+    assert rule.attribute is not None  # noqa: S101 - the model guarantees one of the three
+    return attribute_holds(rule.attribute, state.profile.attributes.get(rule.attribute.key))
 
 
 def attribute_holds(flt: AttributeFilter, value: object) -> bool:
