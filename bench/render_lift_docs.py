@@ -193,8 +193,8 @@ def render_benchmarks(lift: dict[str, Any]) -> str:
         "bench/results/latest.json by `bench/render_lift_docs.py`.",
         "",
         "| world | size | mean lift vs baseline | seeds with CI low > 0 | CI contains 0 "
-        "| oracle lift | share of oracle |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| oracle lift | share of oracle | context oracle lift | share of context oracle |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for world in ("default", "null", "costly_channel", "drift"):
         f = lift.get(world)
@@ -204,7 +204,9 @@ def render_benchmarks(lift: dict[str, Any]) -> str:
         out.append(
             f"| {world} | {_size(f)} | {_pct(f['mean_lift'])} | {f['seeds_ci_low_above_0']} of {n} "
             f"| {f['seeds_ci_contains_0']} of {n} | {_pct(f.get('mean_oracle_lift'))} "
-            f"| {_share(f.get('lift_share_of_oracle'))} |"
+            f"| {_share(f.get('lift_share_of_oracle'))} "
+            f"| {_pct(f.get('mean_context_oracle_lift'))} "
+            f"| {_share(f.get('lift_share_of_context_oracle'))} |"
         )
     runs = [f["run"] for f in lift.values() if "run" in f]
     if runs:
