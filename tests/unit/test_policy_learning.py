@@ -30,13 +30,16 @@ from sme.core.stats import (
     conversion_key,
     decay_factor,
     group_counts,
+    history_key,
     merge_decayed,
+    repeat_key,
     send_hour_deltas,
     send_hour_key,
     sum_decayed,
     unsubscribe_deltas,
     unsubscribe_key,
 )
+from tests.unit.builders import Driver, at, config, msg_step
 
 EMAIL, SMS, PUSH = Channel.EMAIL, Channel.SMS, Channel.PUSH
 CFG, STEP = "cfg-1", "s1"
@@ -354,3 +357,33 @@ def test_group_counts_per_config_and_step_exclude_the_pool() -> None:
     ]
 
     assert group_counts(keys) == {("c", CFG, STEP): 2, ("t", CFG, "*"): 1}
+
+
+# --- how successes repeat for the same user ------------------------------------------------------
+
+
+def test_the_core_counts_how_a_users_successes_repeat_on_a_channel() -> None:
+    """Three e-mails to one user, the second and third clicked: each message adds the user's
+    earlier e-mails to both repeat keys' trials; each click adds the earlier clicks (repeat)
+    and the earlier e-mails (history) to their successes."""
+    cfg = config(steps=[msg_step("s1"), msg_step("s2", wait="PT1H"), msg_step("s3", wait="PT1H")])
+    d = Driver.of(cfg)
+    d.send("signed_up")
+    d.run_until(at(minutes=30))
+    d.run_until(at(minutes=90))
+    second = d.commands[-1]
+    d.send("clicked", at(minutes=100), channel="email", command_id=second.command_id)
+    d.run_until(at(minutes=160))
+    third = d.commands[-1]
+    d.send("clicked", at(minutes=170), channel="email", command_id=third.command_id)
+
+    totals: dict[str, list[int]] = {}
+    for outcome in d.outcomes:
+        for delta in outcome.stat_deltas:
+            if delta.key in (repeat_key("cfg-1", "email"), history_key("cfg-1", "email")):
+                t = totals.setdefault(delta.key[0], [0, 0])
+                t[0] += delta.trials
+                t[1] += delta.successes
+    # Sends: 0, 1 and 2 earlier e-mails. Clicks: on the 2nd (1 earlier e-mail, 0 earlier
+    # clicks) and the 3rd (2 earlier e-mails, 1 earlier click).
+    assert totals == {"r": [3, 1], "w": [3, 3]}

@@ -290,7 +290,17 @@ class Adaptive(_Strict):
     min_exploration: float = Field(
         0.05, ge=0, le=0.5, description="The exploration floor (the decaying floor's ceiling)."
     )
-    user_affinity_weight: float = Field(0.5, ge=0, le=1)
+    user_affinity_weight: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description=(
+            "How much a user's own messages and successes on a channel move the policy's "
+            "estimate for that user: 1 as much as the measured spread between users implies "
+            "(a user's history counts against the population's pseudo-observations, fitted from "
+            "how successes repeat for the same users), smaller values count it less, 0 not at all."
+        ),
+    )
     context_attributes: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = (
         Field(default_factory=list, max_length=3)
     )

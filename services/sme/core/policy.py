@@ -26,14 +26,17 @@ from sme.core.stats import (
     channel_key,
     conversion_key,
     group_keys,
+    history_key,
+    repeat_key,
     send_hour_key,
     unsubscribe_key,
     variant_key,
 )
 from sme.core.timeutil import in_window, local_hour, next_local_hour_start
 
-USER_PRIOR_STRENGTH = 2.0
-"""Pseudo-observations of the population mean in each user's own channel posterior."""
+MIN_REPEAT_EVIDENCE = 200.0
+"""Earlier messages (summed) a channel's repeat statistics need before the spread between
+users is taken from them; until then users count as alike (`user_prior_strength`)."""
 UNSUBSCRIBE_PRIOR = (0.5, 0.5)
 """Jeffreys prior of a channel's unsubscribe rate, once it has any messages counted."""
 HOUR_PRIOR_STRENGTH = 20.0
@@ -223,13 +226,9 @@ def choose_channel(
         theta = rng.betavariate(a, b)
         sent, engaged = affinity.get(channel, (0, 0))
         if sent and adaptive.user_affinity_weight:
-            mean = a / (a + b)
-            own = rng.betavariate(
-                mean * USER_PRIOR_STRENGTH + engaged,
-                (1 - mean) * USER_PRIOR_STRENGTH + max(sent - engaged, 0),
-            )
-            weight = adaptive.user_affinity_weight * sent / (sent + USER_PRIOR_STRENGTH)
-            theta = (1 - weight) * theta + weight * own
+            k = user_prior_strength(stats, config_id, channel.value, adaptive)
+            k /= adaptive.user_affinity_weight
+            theta = (k * theta + engaged) / (k + sent)
         if converting is not None:
             theta *= rng.betavariate(*converting[channel.value])
         score = _value(adaptive, theta)
@@ -273,6 +272,29 @@ def conversions_per_success(
         ch: (k * mean + c, k * (1 - mean) + max(t - c, 0.0))
         for ch, (t, c) in zip(channels, counts, strict=True)
     }
+
+
+def user_prior_strength(
+    stats: StatsView, config_id: str, channel: str, adaptive: Adaptive
+) -> float:
+    """Pseudo-observations of the population's success rate in one user's posterior on a
+    channel: how much a user's own messages and successes move their rate away from their
+    group's. Method of moments on the population's repeat statistics (`stats.repeat_deltas`):
+    E[p] and E[p^2] of users' rates give their variance beyond the binomial noise, and a Beta
+    prior with that variance holds m(1-m)/var - 1 pseudo-observations. Where users are alike
+    (no variance, or too little evidence yet) the strongest pooling applies, so a few
+    unanswered messages, the common case at a click rate of a few percent, do not turn a user
+    away from the channel that suits their group."""
+    hi = adaptive.pooling_max_strength
+    earlier, repeats = stats.get(repeat_key(config_id, channel), _ZERO)
+    _, history = stats.get(history_key(config_id, channel), _ZERO)
+    if earlier < MIN_REPEAT_EVIDENCE or history <= 0:
+        return hi
+    mean = history / earlier
+    variance = repeats / earlier - mean * mean
+    if variance <= 0 or mean >= 1:
+        return hi
+    return min(max(mean * (1 - mean) / variance - 1, adaptive.pooling_min_strength), hi)
 
 
 def _unsubscribe_draw(

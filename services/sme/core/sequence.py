@@ -24,7 +24,13 @@ from sme.core.arms import arm_of_record
 from sme.core.conditions import holds
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
 from sme.core.evolve import PerObject, evolve
-from sme.core.stats import conversion_deltas, deltas, send_hour_deltas, unsubscribe_deltas
+from sme.core.stats import (
+    conversion_deltas,
+    deltas,
+    repeat_deltas,
+    send_hour_deltas,
+    unsubscribe_deltas,
+)
 from sme.core.steps import AWAITED, advance_due, attribute_holds
 from sme.core.timeutil import MS, from_ms, local_hour
 from sme.core.user_state import (
@@ -160,6 +166,12 @@ class _EventDecision(Decision):
         affinity = self.state.affinity
         sent, engaged = affinity.get(touch.channel, (0, 0))
         affinity[touch.channel] = (sent, min(engaged + 1, sent))
+        earlier = max(sent - 1, 0)  # messages before the credited one (its latest, mostly)
+        self.stat_deltas.extend(
+            repeat_deltas(
+                touch.config_id, touch.channel.value, earlier, min(engaged, earlier), success=True
+            )
+        )
         self.stat_deltas.extend(
             deltas(
                 touch.config_id,

@@ -80,7 +80,7 @@ def context_group(profile: Profile, attributes: Sequence[str]) -> str:
     return f"#{int.from_bytes(digest, 'big') % CONTEXT_GROUPS}"
 
 
-_KINDS = frozenset({"c", "v", "u", "k", "t"})
+_KINDS = frozenset({"c", "v", "u", "k", "t", "r", "w"})
 
 
 def bounded_key(stat_key: str) -> bool:
@@ -133,6 +133,40 @@ def conversion_deltas(
     return tuple(
         StatDelta(conversion_key(config_id, step_id, channel, g), messages, conversions)
         for g in groups
+    )
+
+
+def repeat_key(config_id: str, channel: str) -> str:
+    """Pooled over groups and steps: (earlier messages on the channel, summed over messages,
+    earlier successes on it, summed over successes): E[p^2] of the users' success rates,
+    weighted by their history (see `repeat_deltas`)."""
+    return f"r|{config_id}|{channel}|{POOLED}"
+
+
+def history_key(config_id: str, channel: str) -> str:
+    """Pooled: (earlier messages, summed over messages; earlier messages, summed over
+    successes): E[p] of the users' success rates under the same weighting as `repeat_key`."""
+    return f"w|{config_id}|{channel}|{POOLED}"
+
+
+def repeat_deltas(
+    config_id: str, channel: str, earlier_messages: int, earlier_successes: int, success: bool
+) -> tuple[StatDelta, ...]:
+    """How a user's successes repeat on a channel, for the spread of success rates between
+    users (`policy.user_prior_strength`). A message to a user with n earlier messages on the
+    channel adds n trials to both keys; its success adds the user's x earlier successes to
+    `repeat_key` and n to `history_key`. For a user with rate p, E[x * success] = n p^2 and
+    E[n * success] = n p, so the keys' ratios estimate E[p^2] and E[p] over users."""
+    if earlier_messages <= 0:
+        return ()
+    if not success:
+        return (
+            StatDelta(repeat_key(config_id, channel), earlier_messages, 0),
+            StatDelta(history_key(config_id, channel), earlier_messages, 0),
+        )
+    return (
+        StatDelta(repeat_key(config_id, channel), 0, earlier_successes),
+        StatDelta(history_key(config_id, channel), 0, earlier_messages),
     )
 
 

@@ -25,6 +25,7 @@ from sme.core.stats import (
     context_group,
     conversion_deltas,
     deltas,
+    repeat_deltas,
     send_hour_deltas,
     unsubscribe_deltas,
 )
@@ -258,6 +259,7 @@ def _send(
     affinity = d.state.affinity
     sent, engaged = affinity.get(channel, (0, 0))
     affinity[channel] = (sent + 1, engaged)
+    d.stat_deltas.extend(repeat_deltas(config.id, channel.value, sent, engaged, success=False))
     d.stat_deltas.extend(
         deltas(config.id, step.id, channel.value, variant_choice.value, group, 1, 0)
     )
