@@ -46,6 +46,16 @@ def test_draws_are_within_one_percent_of_their_weights_over_100k_users(
         assert abs(share - weight / total) < 0.01
 
 
+@settings(max_examples=8, deadline=None)
+@given(weights=WEIGHTS, draw=st.sampled_from([split_path, fixed_variant]))
+def test_any_weights_are_met_within_one_percent_over_100k_users(
+    weights: list[float], draw: Any
+) -> None:
+    total = sum(weights)
+    for share, weight in zip(_shares(draw, weights), weights, strict=True):
+        assert abs(share - weight / total) < 0.01
+
+
 @settings(max_examples=200, deadline=None)
 @given(weights=WEIGHTS, config_id=st.text(max_size=20), step=st.text(max_size=20),
        user=st.text(max_size=40))  # fmt: skip
