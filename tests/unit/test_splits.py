@@ -230,6 +230,19 @@ def _locs(data: dict[str, Any]) -> list[tuple[Any, ...]]:
             ("steps", 0, "variant_weights"),
         ),
         (
+            {
+                "steps": [
+                    {
+                        "id": "f",
+                        "kind": "split",
+                        "paths": [{"weight": 1, "goto": "next"}] * 2,
+                        "wait_for": {"event_type": "clicked", "timeout": "PT1H"},
+                    }
+                ]
+            },
+            ("steps", 0, "wait_for"),
+        ),
+        (
             {"steps": [msg_step("a", variants=["x", "y"], variant_weights=[1, 2])]},
             ("steps", 0, "variant_weights"),
         ),

@@ -245,6 +245,9 @@ class Step(_Strict):
                 errors.append((("branches",), "only branch steps have branches", None))
             if not 2 <= len(self.paths) <= 10:
                 errors.append((("paths",), "a split step needs 2 to 10 paths", len(self.paths)))
+            for name in ("condition", "wait_for"):  # a split never tests or waits: refused
+                if getattr(self, name) is not None:
+                    errors.append(((name,), "a split step has no " + name, None))
         elif self.paths:
             errors.append((("paths",), "only split steps have paths", None))
         weights = self.variant_weights
