@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sme.core.splits import fixed_variant
 from sme.settings import Settings
 from sme.storage.activities import ACTIVITY_COLUMNS
 from sme.storage.clickhouse import ClickHouseStore
@@ -32,11 +33,23 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         "workspace_id": "acme",
         "name": "Measured",
         "entry": {"event_types": ["signed_up"]},
-        "steps": [{"id": "hello", "template": "hello", "channels": ["email"]}],
+        "steps": [
+            {
+                "id": "hello",
+                "template": "hello",
+                "channels": ["email"],
+                "variants": ["a", "b"],
+                "variant_weights": [1, 1],
+            }
+        ],
         "exit": {"goal": {"event_type": "purchased", "value_property": "amount"}},
         "guardrails": {"cost_per_message": {"email": 0.01}},
         "experiment": {"holdout_pct": 20, "baseline_pct": 40},
-        "adaptive": {"conversion_value": 50.0, "unsubscribe_cost": 3.0},
+        "adaptive": {
+            "conversion_value": 50.0,
+            "unsubscribe_cost": 3.0,
+            "variant_policy": "fixed_weights",
+        },
     }
     users = [f"m{i}" for i in range(40)]
     async with running_gateway(s) as api, running_engine(s):
@@ -146,6 +159,38 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
             1 / (len(users) + len(users[::3]) + 1)
         )
 
+        # per variant: sent and converted messages as the activities say, each user's variant
+        # their sticky draw in every arm, the probability of being best summing to one
+        sends = (
+            await store.query(
+                "SELECT user_id, arm, command_id, JSONExtractString(details, 'variant') "
+                "FROM {db}.activities FINAL WHERE type = 'command_emitted'"
+            )
+        ).result_rows
+        converted = {
+            row[0]
+            for row in (
+                await store.query(
+                    "SELECT command_id FROM {db}.activities FINAL WHERE type = 'conversion'"
+                )
+            ).result_rows
+        }
+        expected_variants: dict[str, list[int]] = {}
+        for user, arm, command_id, variant in sends:
+            assert variant == "ab"[fixed_variant([1, 1], created["id"], "hello", user)], arm
+            figures = expected_variants.setdefault(variant, [0, 0])
+            figures[0] += 1
+            figures[1] += command_id in converted
+        per_variant = body["variants"]["hello"]["variants"]
+        assert {v: [f["sent"], f["conversions"]] for v, f in per_variant.items()} == (
+            expected_variants
+        )
+        assert sum(f["prob_best"] for f in per_variant.values()) == pytest.approx(1, abs=1e-3)
+        for figures in per_variant.values():
+            low, high = figures["conversion_rate_ci95"]
+            assert low <= figures["conversion_rate"] <= high
+        assert set(body["variants"]["hello"]["arms"]) == {"adaptive", "baseline"} & set(arms)
+
         # every activity delivered again (a sink redelivery): no report figure moves
         window = {"from": today.isoformat(), "to": (today + timedelta(days=1)).isoformat()}
         report_before = (await api.get(f"{API}/{created['id']}/report", params=window)).json()
@@ -159,10 +204,11 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         ).result_rows[0]
         assert doubled[0] == 2 * doubled[1]
         again = (await api.get(f"{API}/{created['id']}/metrics", params=window)).json()
-        assert (again["arms"], again["channels"], again["series"]) == (
+        assert (again["arms"], again["channels"], again["series"], again["variants"]) == (
             body["arms"],
             body["channels"],
             body["series"],
+            body["variants"],
         )
         report_after = (await api.get(f"{API}/{created['id']}/report", params=window)).json()
         assert report_after["rows"] == report_before["rows"]

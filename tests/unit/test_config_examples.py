@@ -79,3 +79,12 @@ def test_the_readme_expression_example_validates() -> None:
     example = json.loads(block.group(1))
     data = {**LEGACY, **example}
     assert SequenceConfig.model_validate(data).entry.when is not None
+
+
+def test_the_readme_split_example_validates() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```json\n(\{\"adaptive\".*?)```", readme, re.DOTALL)
+    assert block is not None, "README.md shows a split and fixed_weights example"
+    cfg = SequenceConfig.model_validate({**LEGACY, **json.loads(block.group(1))})
+    assert cfg.steps[0].kind == "split"
+    assert cfg.adaptive.variant_policy == "fixed_weights"

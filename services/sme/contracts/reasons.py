@@ -22,6 +22,8 @@ class Reason(StrEnum):
     SEND_TIME_OPTIMISED = "send_time_optimised"
     AWAITED_EVENT = "awaited_event"
     BRANCHED = "branched"
+    SPLIT = "split"
+    """A split step sent the user down one of its weighted paths (details: goto, path, weight)."""
     COMPLETED = "completed"
     EXIT_EVENT = "exit_event"
     GOAL_REACHED = "goal_reached"

@@ -187,9 +187,17 @@ class BranchRule(_Strict):
         return self
 
 
+class SplitPath(_Strict):
+    """One path of a split step: a share `weight` (relative to the other paths' weights) of
+    users continues at `goto`."""
+
+    weight: float = Field(gt=0, le=1_000_000)
+    goto: Goto
+
+
 class Step(_Strict):
     id: StepId
-    kind: Literal["message", "branch"] = "message"
+    kind: Literal["message", "branch", "split"] = "message"
     wait: timedelta = Field(timedelta(0), description="Delay before the step is due.")
     wait_from: Literal["previous", "entry"] = "previous"
     template: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
@@ -200,6 +208,18 @@ class Step(_Strict):
     condition: StepCondition | None = None
     wait_for: WaitFor | None = None
     branches: list[BranchRule] = Field(default_factory=list, max_length=10)
+    paths: list[SplitPath] = Field(
+        default_factory=list,
+        max_length=10,
+        description="A split step's weighted paths (2 to 10); each user always takes the same "
+        "one (a hash of sequence, step and user id).",
+    )
+    variant_weights: list[Annotated[float, Field(gt=0, le=1_000_000)]] | None = Field(
+        None,
+        max_length=10,
+        description="With adaptive.variant_policy fixed_weights: one weight per variant, in "
+        "the order of `variants` (absent: equal weights).",
+    )
 
     @field_validator("wait")
     @classmethod
@@ -218,8 +238,22 @@ class Step(_Strict):
                 errors.append((("channels",), "channels must not repeat", self.channels))
             if self.branches:
                 errors.append((("branches",), "only branch steps have branches", None))
-        elif not self.branches:
+        elif self.kind == "branch" and not self.branches:
             errors.append((("branches",), "a branch step needs at least one branch rule", []))
+        if self.kind == "split":
+            if self.branches:
+                errors.append((("branches",), "only branch steps have branches", None))
+            if not 2 <= len(self.paths) <= 10:
+                errors.append((("paths",), "a split step needs 2 to 10 paths", len(self.paths)))
+            for name in ("condition", "wait_for"):  # a split never tests or waits: refused
+                if getattr(self, name) is not None:
+                    errors.append(((name,), "a split step has no " + name, None))
+        elif self.paths:
+            errors.append((("paths",), "only split steps have paths", None))
+        weights = self.variant_weights
+        if weights is not None and len(weights) != len(self.variants):
+            message = f"give one weight per variant ({len(self.variants)})"
+            errors.append((("variant_weights",), message, len(weights)))
         if errors:
             raise _field_errors("Step", errors)
         return self
@@ -275,7 +309,15 @@ class SendTime(_Strict):
 
 class Adaptive(_Strict):
     channel_policy: Literal["thompson", "fixed"] = "thompson"
-    variant_policy: Literal["thompson", "fixed"] = "thompson"
+    variant_policy: Literal["thompson", "fixed", "fixed_weights"] = Field(
+        "thompson",
+        description=(
+            "thompson: the bandit picks variants (adaptive arm; the baseline sends the first). "
+            "fixed: the first variant. fixed_weights: a classic A/B test, in every arm alike: "
+            "each user gets a variant by a hash of (sequence, step, user), with the step's "
+            "variant_weights."
+        ),
+    )
     send_time: SendTime = SendTime()
     prior_alpha: float = Field(1.0, gt=0, le=1000)
     prior_beta: float = Field(1.0, gt=0, le=1000)
@@ -496,6 +538,12 @@ class SequenceConfig(_Strict):
                 (("steps", i, "branches", j, "goto"), rule.goto)
                 for j, rule in enumerate(step.branches)
             ]
+            targets.extend(
+                (("steps", i, "paths", j, "goto"), path.goto) for j, path in enumerate(step.paths)
+            )
+            if step.variant_weights is not None and self.adaptive.variant_policy != "fixed_weights":
+                message = "variant_weights need adaptive.variant_policy fixed_weights"
+                errors.append((("steps", i, "variant_weights"), message, None))
             if step.wait_for is not None:
                 targets.append((("steps", i, "wait_for", "on_event"), step.wait_for.on_event))
             for loc, target in targets:

@@ -112,13 +112,19 @@ class Decision:
         target: str,
         reason: Reason | None,
         sent: int | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> bool:
         """Move to `target` ("next", a step id or "exit"); False if the enrollment ended.
         `sent`, if given, is the enrollment's new message count, set in the same new form (a
-        send moves on at once: one copy of the enrollment, not two)."""
-        if reason is not None and target != "exit":
+        send moves on at once: one copy of the enrollment, not two). `details` go on the
+        branched activity (a split's path)."""
+        if reason is not None and (target != "exit" or details is not None):
             kind = ActivityType.STEP_BRANCHED if target != "next" else ActivityType.STEP_SKIPPED
-            self.add(self.step_activity(kind, enrollment, reason, {"goto": target}))
+            if reason is Reason.SPLIT:
+                kind = ActivityType.STEP_BRANCHED  # a split's path is a branch, even to "next"
+            self.add(
+                self.step_activity(kind, enrollment, reason, {"goto": target, **(details or {})})
+            )
         index: int | None = None
         if target == "next":
             index = enrollment.step + 1

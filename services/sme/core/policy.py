@@ -20,6 +20,7 @@ from datetime import datetime, time
 from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm
 from sme.contracts.sequences import Adaptive, QuietHours, SendTime
+from sme.core.splits import fixed_variant
 from sme.core.stats import (
     POOLED,
     StatsView,
@@ -325,9 +326,17 @@ def choose_variant(
     step_id: str,
     group: str,
     rng: random.Random,
+    *,
+    user_id: str = "",
+    weights: Sequence[float] | None = None,
 ) -> Choice:
     """The variant with the best sampled success rate (a variant's cost and unsubscribes are
-    its channel's, so every objective ranks variants by their rate)."""
+    its channel's, so every objective ranks variants by their rate). Under fixed_weights the
+    user's sticky draw with the step's weights (equal if none), in every arm alike, so an A/B
+    test is not confounded by arm."""
+    if adaptive.variant_policy == "fixed_weights":
+        chosen = fixed_variant(weights or [1.0] * len(variants), config_id, step_id, user_id)
+        return Choice(variants[chosen], "fixed_weights")
     if arm is not Arm.ADAPTIVE or adaptive.variant_policy == "fixed" or len(variants) == 1:
         return Choice(variants[0], "fixed")
     keys = [

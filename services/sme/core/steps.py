@@ -7,9 +7,10 @@ enrollment visits at most `len(steps)` steps per call."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from sme.contracts.activities import ActivityType
 from sme.contracts.channels import Channel
@@ -21,6 +22,7 @@ from sme.core.conditions import holds
 from sme.core.decision import Decision, due_ms
 from sme.core.evolve import evolve
 from sme.core.guardrails import Level, Verdict
+from sme.core.splits import split_path
 from sme.core.stats import (
     context_group,
     conversion_deltas,
@@ -84,6 +86,8 @@ def fire(d: Decision, enrollment: Enrollment, config: SequenceConfig | None) -> 
     step = config.steps[enrollment.step]
     if step.kind == "branch":
         return branch(d, enrollment, config, step)
+    if step.kind == "split":
+        return split(d, enrollment, config, step)
     if step.wait_for is not None and was_awaited(step, enrollment):
         return awaited(d, enrollment, config, step)
     if step.condition is not None and not condition_holds(step, enrollment, d.state, d.now):
@@ -93,8 +97,9 @@ def fire(d: Decision, enrollment: Enrollment, config: SequenceConfig | None) -> 
 
 def _moved(d: Decision, enrollment: Enrollment, config: SequenceConfig, target: str,
            reason: Reason | None, result: StepResult, sent: int | None = None,
-           ) -> StepResult:  # fmt: skip
-    return result if d.jump(enrollment, config, target, reason, sent) else StepResult.EXITED
+           details: Mapping[str, Any] | None = None) -> StepResult:  # fmt: skip
+    moved = d.jump(enrollment, config, target, reason, sent, details)
+    return result if moved else StepResult.EXITED
 
 
 def branch(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
@@ -104,6 +109,15 @@ def branch(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: St
         "next",
     )
     return _moved(d, enrollment, config, target, Reason.BRANCHED, StepResult.BRANCHED)
+
+
+def split(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
+    """The user's sticky weighted path (every arm alike: the split is the campaign's design)."""
+    weights = [p.weight for p in step.paths]
+    index = split_path(weights, config.id, step.id, d.state.user_id)
+    target = step.paths[index].goto
+    details = {"path": index, "weight": round(weights[index] / sum(weights), 6)}
+    return _moved(d, enrollment, config, target, Reason.SPLIT, StepResult.BRANCHED, details=details)
 
 
 def awaited(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
@@ -218,7 +232,16 @@ def _send(
         _costs(levels, verdict.channels) if config.adaptive.objective == "net_value" else None,
     )
     variant_choice = policy.choose_variant(
-        step.variants, enrollment.arm, config.adaptive, stats, config.id, step.id, group, d.rng
+        step.variants,
+        enrollment.arm,
+        config.adaptive,
+        stats,
+        config.id,
+        step.id,
+        group,
+        d.rng,
+        user_id=d.state.user_id,
+        weights=step.variant_weights,
     )
     channel = _CHANNELS[channel_choice.value]
     command = d.command(enrollment, config, step, channel, variant_choice.value)

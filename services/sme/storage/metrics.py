@@ -23,6 +23,7 @@ from sme.storage.measures import (
     ratio,
     rollup_list,
 )
+from sme.storage.variants import variant_metrics
 
 COUNTS = tuple(m.name for m in SEQUENCE_MEASURES)
 MONEY = frozenset(m.name for m in SEQUENCE_MEASURES if m.money)
@@ -123,6 +124,7 @@ async def sequence_metrics(
             name: (value.to_dict() if value else None) for name, value in increments.items()
         },
         "reliability": await _reliability(store, params, granularity),
+        "variants": await variant_metrics(store, params),
     }
 
 
