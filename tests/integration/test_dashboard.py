@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from sme.core.lift import wilson_interval
+from sme.core.variants import variant_results
 from sme.gateway.auth import add_key
 from sme.settings import Settings
 from sme.storage.clickhouse import ClickHouseStore
@@ -41,18 +43,29 @@ def sequence(workspace: str = "acme", name: str = "Welcome series") -> dict[str,
         "name": name,
         "entry": {"event_types": ["signed_up"]},
         "steps": [
-            {"id": "hello", "template": "hello", "channels": ["email", "push"]},
+            {
+                "id": "hello",
+                "template": "hello",
+                "channels": ["email", "push"],
+                "variants": ["a", "b"],
+            },
             {"id": "nudge", "template": "nudge", "channels": ["email"], "wait": "PT1S"},
         ],
         "exit": {"goal": {"event_type": "purchased", "value_property": "amount"}},
         "guardrails": {"cost_per_message": {"email": 0.01, "push": 0.002}},
         "experiment": {"holdout_pct": 20, "baseline_pct": 40},
+        "adaptive": {"variant_policy": "fixed_weights"},  # both variants sent in every arm
     }
 
 
 def _money(value: float) -> set[str]:
     """The page's 2-decimal text of `value`, either way a rounding tie may fall."""
     return {f"{value - 1e-9:,.2f}", f"{value + 1e-9:,.2f}"}
+
+
+def _pct(value: float) -> set[str]:
+    """The page's 1-decimal percentage text of `value`, either way a rounding tie may fall."""
+    return {f"{value * 100 - 1e-9:.1f}%", f"{value * 100 + 1e-9:.1f}%"}
 
 
 async def _direct(store: ClickHouseStore, workspace: str) -> dict[str, Any]:
@@ -90,6 +103,28 @@ async def _direct(store: ClickHouseStore, workspace: str) -> dict[str, Any]:
             {"w": workspace},
         )
     ).result_rows
+    sends = (
+        await store.query(
+            "SELECT step_id, JSONExtractString(details, 'variant'), command_id "
+            "FROM {db}.activities FINAL "
+            "WHERE workspace_id = {w:String} AND type = 'command_emitted'",
+            {"w": workspace},
+        )
+    ).result_rows
+    converted = {
+        row[0]
+        for row in (
+            await store.query(
+                "SELECT command_id FROM {db}.activities FINAL "
+                "WHERE workspace_id = {w:String} AND type = 'conversion' AND command_id != ''",
+                {"w": workspace},
+            )
+        ).result_rows
+    }
+    variants: dict[tuple[str, str], tuple[int, int]] = {}
+    for step, variant, command_id in sends:
+        sent, conv = variants.get((step, variant), (0, 0))
+        variants[(step, variant)] = (sent + 1, conv + (command_id in converted))
     arms = {arm: (e, s, c, v, k) for arm, e, s, c, v, k in rows}
     return {
         "arms": arms,
@@ -101,6 +136,7 @@ async def _direct(store: ClickHouseStore, workspace: str) -> dict[str, Any]:
         "channels": dict(channels),
         "reasons": dict(reasons),
         "error_rate": intake[0] / intake[1],
+        "variants": variants,
     }
 
 
@@ -216,6 +252,35 @@ async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
             net = revenue - cost  # the goal values conversions; unsubscribes cost nothing
             assert any(t in arms_text for t in _money(net)), (arm, net, arms_text)
             assert any(t in arms_text for t in _money(net / enrolled)), (arm, arms_text)
+        # variants: one row per (step, variant) with the activities' sends and converted
+        # messages, the rate and its interval, P(best) as a percentage; the leader is marked
+        variant_rows = page.rows["variants-table"]
+        assert [(r["data-step"], r["data-variant"]) for r in variant_rows] == sorted(
+            direct["variants"]
+        )
+        assert {("hello", "a"), ("hello", "b")} <= set(direct["variants"])
+        by_step: dict[str, list[dict[str, str]]] = {}
+        for row in variant_rows:
+            step, variant = row["data-step"], row["data-variant"]
+            sent, conv = direct["variants"][(step, variant)]
+            assert (int(row["data-sent"]), int(row["data-conversions"])) == (sent, conv)
+            text = page.text[f"variant-{step}-{variant}"]
+            low, high = wilson_interval(conv, sent) or (0.0, 0.0)
+            assert any(t in text for t in _pct(conv / sent)), text
+            assert any(f"{a} .. {b}" in text for a in _pct(low) for b in _pct(high)), text
+            prob = float(row["data-prob-best"])
+            assert any(t in text for t in _pct(prob)), text
+            assert ("leader" in text) == (row.get("data-leader") == "true" and prob >= 0.95)
+            by_step.setdefault(step, []).append(row)
+        hello = {r["data-variant"]: r for r in by_step["hello"]}
+        shares = [float(r["data-prob-best"]) for r in hello.values()]
+        assert sum(shares) == pytest.approx(1, abs=1e-3)
+        expected = variant_results([direct["variants"][("hello", v)] for v in sorted(hello)])
+        assert shares == pytest.approx([r.prob_best for r in expected], abs=1e-4)
+        leader = max(hello, key=lambda v: float(hello[v]["data-prob-best"]))
+        assert [v for v, r in hello.items() if r.get("data-leader") == "true"] == [leader]
+        assert "leading" in hello[leader]["class"]
+
         decisions = page.rows["decisions-table"]
         assert 0 < len(decisions) <= 25 and all("data-activity" in r for r in decisions)
 
@@ -251,6 +316,8 @@ async def test_with_keys_the_page_asks_for_one_and_a_key_sees_only_its_workspace
         assert keyed.body.get("data-state") == "ready"
         assert keyed.text["sequence-name"].startswith("Acme welcome")
         assert keyed.by_id["kpi-sent"]["data-value"] == "0"
+        assert keyed.rows["variants-table"] == []
+        assert keyed.text["variants-table-empty"] == "no variant figures in this window"
 
         foreign = Elements(await rendered_dom(f"{page}#key={globex}"))
         assert foreign.body.get("data-state") == "error"

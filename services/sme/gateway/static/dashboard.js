@@ -45,7 +45,9 @@ function kpi(id, label, value, text, note, tone) {
   );
 }
 
-function table(id, headers, rows) {
+// rows: { id, data, cls, cells: [[value, class, ...extra nodes]] }; data values of null are left out.
+function table(id, headers, rows, empty = "nothing in this window") {
+  const dataset = (data) => Object.fromEntries(Object.entries(data || {}).filter(([, v]) => v != null));
   return el(
     "table",
     { id },
@@ -54,8 +56,9 @@ function table(id, headers, rows) {
       "tbody",
       {},
       rows.length
-        ? rows.map((r) => el("tr", { dataset: r.data || {} }, r.cells.map(([v, cls]) => el("td", { class: cls }, v))))
-        : el("tr", {}, el("td", { colspan: String(headers.length), class: "muted" }, "nothing in this window")),
+        ? rows.map((r) => el("tr", { id: r.id, class: r.cls, dataset: dataset(r.data) },
+          r.cells.map(([v, cls, ...extra]) => el("td", { class: cls }, v, extra.length ? " " : null, ...extra))))
+        : el("tr", {}, el("td", { colspan: String(headers.length), class: "muted", id: id + "-empty" }, empty)),
     ),
   );
 }
@@ -280,6 +283,7 @@ function renderSequence(data) {
         [a.channel || "–"], [a.reason_code || "–"]],
     })),
   );
+  const variantsTable = variantTable(m.variants || {});
   const base = `${API}/${encodeURIComponent(cfg.id)}/report?${windowParams()}`;
   const exports = el("p", { class: "exports" }, "Export: ",
     ["csv", "json", "parquet"].map((f) => el("a", { href: base + "&format=" + f, "data-format": f }, f.toUpperCase())));
@@ -296,6 +300,7 @@ function renderSequence(data) {
       panel("Event error rate (workspace, %)", chartBox("chart-errors", { days: dayList, error_pct: errorDays })),
     ),
     panel("Arms", armTable),
+    panel("Variants", variantsTable),
     panel("Channels", channelTable),
     panel("Recent decisions", decisions),
     exports,
@@ -342,6 +347,45 @@ function renderSequence(data) {
     ] },
     options: { scales: { y: { beginAtZero: true } } },
   });
+}
+
+// One row per (step, variant) over all arms; the step's leader (highest P(best)) is bold,
+// and badged "leader" once P(best) reaches 95%.
+const LEADER_AT = 0.95;
+
+function variantTable(steps) {
+  const rows = [];
+  for (const step of Object.keys(steps).sort()) {
+    const figures = (steps[step] && steps[step].variants) || {};
+    const names = Object.keys(figures).sort();
+    const best = names.reduce((top, v) => {
+      const p = figures[v].prob_best;
+      return p != null && (top == null || p > figures[top].prob_best) ? v : top;
+    }, null);
+    for (const v of names) {
+      const r = figures[v];
+      const ci = r.conversion_rate_ci95;
+      const leads = v === best && names.length > 1;
+      const confident = leads && r.prob_best >= LEADER_AT;
+      rows.push({
+        id: `variant-${step}-${v}`,
+        data: { step, variant: v, sent: String(r.sent), conversions: String(r.conversions),
+          probBest: r.prob_best == null ? "" : String(r.prob_best), leader: leads ? "true" : null },
+        cls: leads ? "leading" : null,
+        cells: [[step], [v, null, confident ? el("span", { class: "badge leader" }, "leader") : null],
+          [fmt.int(r.sent), "num"], [fmt.int(r.conversions), "num"],
+          [fmt.pct(r.conversion_rate), "num"], [ci ? `${fmt.pct(ci[0])} .. ${fmt.pct(ci[1])}` : "–", "num"],
+          [fmt.pct(r.prob_best), "num"]],
+      });
+    }
+  }
+  return table(
+    "variants-table",
+    [["step"], ["variant"], ["sent", "num"], ["conversions", "num"], ["conversion rate", "num"], ["95% CI", "num"],
+      ["P(best)", "num"]],
+    rows,
+    "no variant figures in this window",
+  );
 }
 
 async function download(event) {
