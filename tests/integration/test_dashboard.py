@@ -173,10 +173,34 @@ async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
             [event(f"s-{u}", u, "signed_up") for u in users]
             + [(b"d0", b'{"workspace_id": "acme", "user_id": "d0"}')],  # dead-lettered
         )
-        await publish(
+
+        async def greeted() -> bool:  # so purchases credit the first step's variants
+            rows = (
+                await store.query(
+                    "SELECT uniqExact(user_id) FROM {db}.activities FINAL "
+                    "WHERE workspace_id = 'acme' AND step_id = 'hello'"
+                )
+            ).result_rows
+            return bool(rows[0][0] == len(users))
+
+        await eventually(greeted, timeout=90, what="every user through the first step")
+        hello_commands = dict(
+            (
+                await store.query(
+                    "SELECT user_id, any(command_id) FROM {db}.activities FINAL "
+                    "WHERE workspace_id = 'acme' AND step_id = 'hello' "
+                    "AND type = 'command_emitted' GROUP BY user_id"
+                )
+            ).result_rows
+        )
+        named = {u: {"command_id": hello_commands[u]} for u in users if u in hello_commands}
+        await publish(  # a purchase naming the user's first message credits it (and its variant)
             s.kafka_bootstrap_servers,
             s.topic_events,
-            [event(f"p-{u}", u, "purchased", properties={"amount": 12.5}) for u in users[::4]],
+            [
+                event(f"p-{u}", u, "purchased", properties={"amount": 12.5}, **named.get(u, {}))
+                for u in users[::4]
+            ],
         )
 
         async def settled() -> bool:
@@ -259,6 +283,7 @@ async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
             direct["variants"]
         )
         assert {("hello", "a"), ("hello", "b")} <= set(direct["variants"])
+        assert sum(direct["variants"][("hello", v)][1] for v in "ab") > 0, direct["variants"]
         by_step: dict[str, list[dict[str, str]]] = {}
         for row in variant_rows:
             step, variant = row["data-step"], row["data-variant"]
