@@ -191,6 +191,58 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
             assert low <= figures["conversion_rate"] <= high
         assert set(body["variants"]["hello"]["arms"]) == {"adaptive", "baseline"} & set(arms)
 
+        # per step: each figure as counted from the activities of the step
+        rows = (
+            await store.query(
+                "SELECT type, step_id, user_id, reason_code, event_type "
+                "FROM {db}.activities FINAL WHERE arm != '' AND step_id != ''"
+            )
+        ).result_rows
+        decisions = {
+            "enrolled",
+            "command_emitted",
+            "message_suppressed",
+            "step_skipped",
+            "step_deferred",
+            "step_branched",
+            "enrollment_exited",
+        }
+        expected_step: dict[str, Any] = {
+            "step_id": "hello",
+            "in_config": True,
+            "entered": len({u for t, step, u, _, _ in rows if step == "hello" and t in decisions}),
+            "sent": 0,
+            "delivered": 0,
+            "opened": 0,
+            "clicked": 0,
+            "converted": 0,
+            "suppressed": 0,
+            "exited": 0,
+            "suppressed_by_reason": {},
+            "exited_by_reason": {},
+        }
+        for kind, step, _, reason, event_type in rows:
+            assert step == "hello", kind
+            if kind == "command_emitted":
+                expected_step["sent"] += 1
+            elif kind == "feedback" and event_type in ("delivered", "opened", "clicked"):
+                expected_step[event_type] += 1
+            elif kind == "conversion":
+                expected_step["converted"] += 1
+            elif kind in ("message_suppressed", "step_skipped"):
+                expected_step["suppressed"] += 1
+                by = expected_step["suppressed_by_reason"]
+                by[reason] = by.get(reason, 0) + 1
+            elif kind == "enrollment_exited":
+                expected_step["exited"] += 1
+                by = expected_step["exited_by_reason"]
+                by[reason] = by.get(reason, 0) + 1
+        assert body["steps"] == [expected_step]
+        assert expected_step["entered"] == len(users)
+        assert expected_step["sent"] == sum(a["sent"] for a in arms.values())
+        assert expected_step["suppressed_by_reason"] == {"holdout": skipped}
+        assert expected_step["converted"] > 0 and expected_step["exited"] > 0
+
         # every activity delivered again (a sink redelivery): no report figure moves
         window = {"from": today.isoformat(), "to": (today + timedelta(days=1)).isoformat()}
         report_before = (await api.get(f"{API}/{created['id']}/report", params=window)).json()
@@ -204,12 +256,13 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         ).result_rows[0]
         assert doubled[0] == 2 * doubled[1]
         again = (await api.get(f"{API}/{created['id']}/metrics", params=window)).json()
-        assert (again["arms"], again["channels"], again["series"], again["variants"]) == (
-            body["arms"],
-            body["channels"],
-            body["series"],
-            body["variants"],
-        )
+        assert (
+            again["arms"],
+            again["channels"],
+            again["series"],
+            again["variants"],
+            again["steps"],
+        ) == (body["arms"], body["channels"], body["series"], body["variants"], body["steps"])
         report_after = (await api.get(f"{API}/{created['id']}/report", params=window)).json()
         assert report_after["rows"] == report_before["rows"]
 

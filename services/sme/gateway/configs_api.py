@@ -231,7 +231,14 @@ async def config_metrics(
     await request.app.state.gw.rollup.refresh()
     store = request.app.state.gw.store
     return await sequence_metrics(
-        store, config.workspace_id, config_id, start, end, granularity, Economics.of(config)
+        store,
+        config.workspace_id,
+        config_id,
+        start,
+        end,
+        granularity,
+        Economics.of(config),
+        [step.id for step in config.steps],
     )
 
 

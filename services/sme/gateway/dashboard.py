@@ -92,6 +92,7 @@ async def sequence_dashboard_data(
         datetime.now(UTC),
         Economics.of(config),
         granularity,
+        step_order=[step.id for step in config.steps],
     )
     return {
         "config": {**_summary(config), "steps": [step.id for step in config.steps]},

@@ -3,7 +3,7 @@ overview of many sequences' headline figures in one rollup query."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -90,10 +90,12 @@ async def sequence_dashboard(
     economics: Economics,
     granularity: Literal["day", "week"] = "day",
     recent: int = 25,
+    step_order: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Every figure one sequence's page shows (`now` anchors the recent-decisions look)."""
+    """Every figure one sequence's page shows (`now` anchors the recent-decisions look;
+    `step_order` orders the per-step funnel)."""
     metrics = await sequence_metrics(
-        store, workspace_id, config_id, start, end, granularity, economics
+        store, workspace_id, config_id, start, end, granularity, economics, step_order
     )
     decisions = await recent_decisions(store, workspace_id, config_id, start, end, recent, now)
     return {"metrics": metrics, "recent_decisions": decisions}

@@ -70,6 +70,18 @@ UNSUBSCRIBED = _feedback("unsubscribed", "unsubscribed")
 BOUNCED = _feedback("bounced", "bounced")
 SUPPRESSED = Measure("suppressed", "count", "type IN ('message_suppressed', 'step_skipped')")
 COST = Measure("cost", "sum", "type = 'command_emitted'", of="cost", money=True)
+EXITED = Measure("exited", "count", "type = 'enrollment_exited'")
+"""Enrollments that ended (per step in the funnel: the step they were at)."""
+STEP_DECISIONS = (
+    "enrolled",
+    "command_emitted",
+    "message_suppressed",
+    "step_skipped",
+    "step_deferred",
+    "step_branched",
+    "enrollment_exited",
+)
+"""The rows that show an enrollment at a step (the funnel's `entered`: a user with one)."""
 
 SEQUENCE_MEASURES = (
     ENROLLED,

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from sme.core.lift import Lift, lift_report, wilson_interval
 from sme.core.roi import ArmTotals, Economics, incremental_report, net_value
 from sme.storage.clickhouse import ClickHouseStore
+from sme.storage.funnel import step_funnel
 from sme.storage.measures import (
     BY_REASON,
     ERROR_RATE,
@@ -60,9 +61,12 @@ async def sequence_metrics(
     end: date,
     granularity: Literal["day", "week"],
     economics: Economics,
+    step_order: Sequence[str] = (),
 ) -> dict[str, Any]:
     """`start` inclusive, `end` exclusive, UTC dates; read from the daily rollup (refresh
-    it first for up-to-the-second figures). `economics` prices each arm's net value."""
+    it first for up-to-the-second figures). `economics` prices each arm's net value.
+    `steps` is the per-step funnel (`storage.funnel`, read from `activities`), in
+    `step_order` (the configuration's step ids), steps no longer configured last."""
     params = {"w": workspace_id, "c": config_id, "since": start, "until": end}
     result = await store.query(SQL.format(bucket=BUCKETS[granularity]), params)
     series: list[dict[str, Any]] = []
@@ -125,6 +129,7 @@ async def sequence_metrics(
         },
         "reliability": await _reliability(store, params, granularity),
         "variants": await variant_metrics(store, params),
+        "steps": await step_funnel(store, params, step_order),
     }
 
 
