@@ -306,6 +306,54 @@ async def test_the_dashboard_renders_the_measured_numbers_in_chromium(
         assert [v for v, r in hello.items() if r.get("data-leader") == "true"] == [leader]
         assert "leading" in hello[leader]["class"]
 
+        # steps: one row per configured step, in order, with the activities' figures; the
+        # flow draws a box per step
+        step_rows = (
+            await store.query(
+                "SELECT step_id, type, user_id, reason_code FROM {db}.activities FINAL "
+                "WHERE workspace_id = 'acme' AND arm != '' AND step_id != ''"
+            )
+        ).result_rows
+        decided = {
+            "enrolled",
+            "command_emitted",
+            "message_suppressed",
+            "step_skipped",
+            "step_deferred",
+            "step_branched",
+            "enrollment_exited",
+        }
+        expected_steps: dict[str, dict[str, Any]] = {}
+        for step_id in ("hello", "nudge"):
+            mine = [r for r in step_rows if r[0] == step_id]
+            kinds = [r[1] for r in mine]
+            expected_steps[step_id] = {
+                "data-entered": str(len({r[2] for r in mine if r[1] in decided})),
+                "data-sent": str(kinds.count("command_emitted")),
+                "data-suppressed": str(
+                    kinds.count("message_suppressed") + kinds.count("step_skipped")
+                ),
+                "data-converted": str(kinds.count("conversion")),
+                "data-exited": str(kinds.count("enrollment_exited")),
+            }
+        shown = page.rows["steps-table"]
+        assert [r["data-step"] for r in shown] == ["hello", "nudge"]
+        for row in shown:
+            assert {k: row[k] for k in expected_steps[row["data-step"]]} == (
+                expected_steps[row["data-step"]]
+            ), row["data-step"]
+        assert expected_steps["hello"]["data-entered"] == str(len(users))
+        assert int(expected_steps["hello"]["data-converted"]) > 0
+        assert int(expected_steps["nudge"]["data-exited"]) > 0
+        holdout_skips = sum(
+            1 for r in step_rows if r[0] == "hello" and r[3] == "holdout" and r[1] != "enrolled"
+        )
+        title = page.by_id["step-hello"]  # the row; the suppressed total names its reasons
+        assert title["data-suppressed"] == expected_steps["hello"]["data-suppressed"]
+        assert f"holdout {holdout_skips:,}" in page.text["step-hello"]
+        assert "steps-flow" in page.by_id
+        assert "hello" in page.text["steps-flow"] and "nudge" in page.text["steps-flow"]
+
         decisions = page.rows["decisions-table"]
         assert 0 < len(decisions) <= 25 and all("data-activity" in r for r in decisions)
 
@@ -342,6 +390,10 @@ async def test_with_keys_the_page_asks_for_one_and_a_key_sees_only_its_workspace
         assert keyed.text["sequence-name"].startswith("Acme welcome")
         assert keyed.by_id["kpi-sent"]["data-value"] == "0"
         assert keyed.rows["variants-table"] == []
+        assert [(r["data-step"], r["data-entered"]) for r in keyed.rows["steps-table"]] == [
+            ("hello", "0"),
+            ("nudge", "0"),
+        ], "configured steps are listed at zero"
         assert keyed.text["variants-table-empty"] == "no variant figures in this window"
 
         foreign = Elements(await rendered_dom(f"{page}#key={globex}"))

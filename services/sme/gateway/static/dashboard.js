@@ -284,6 +284,7 @@ function renderSequence(data) {
     })),
   );
   const variantsTable = variantTable(m.variants || {});
+  const stepsTable = stepTable(m.steps || []);
   const base = `${API}/${encodeURIComponent(cfg.id)}/report?${windowParams()}`;
   const exports = el("p", { class: "exports" }, "Export: ",
     ["csv", "json", "parquet"].map((f) => el("a", { href: base + "&format=" + f, "data-format": f }, f.toUpperCase())));
@@ -300,6 +301,7 @@ function renderSequence(data) {
       panel("Event error rate (workspace, %)", chartBox("chart-errors", { days: dayList, error_pct: errorDays })),
     ),
     panel("Arms", armTable),
+    panel("Steps", stepFlow(m.steps || []), stepsTable),
     panel("Variants", variantsTable),
     panel("Channels", channelTable),
     panel("Recent decisions", decisions),
@@ -347,6 +349,67 @@ function renderSequence(data) {
     ] },
     options: { scales: { y: { beginAtZero: true } } },
   });
+}
+
+// Per-step funnel: one row per step in the configuration's order (steps no longer configured
+// last, marked); suppressed and exited are totals, their reasons in the cell's title and in a
+// small list under it. Everything is text nodes and attributes: no HTML from data.
+function reasonCell(total, byReason) {
+  const names = Object.keys(byReason || {});
+  const title = names.map((r) => `${r}: ${byReason[r]}`).join(", ");
+  return [el("span", { class: "reason-total", title: title || null }, fmt.int(total)), "num",
+    names.length ? el("ul", { class: "reasons muted" }, names.map((r) => el("li", { dataset: { reason: r } }, `${r} ${fmt.int(byReason[r])}`))) : null];
+}
+
+function stepTable(steps) {
+  return table(
+    "steps-table",
+    [["step"], ["entered", "num"], ["sent", "num"], ["suppressed", "num"], ["delivered", "num"], ["opened", "num"],
+      ["clicked", "num"], ["converted", "num"], ["exited", "num"]],
+    steps.map((r) => ({
+      id: `step-${r.step_id}`,
+      data: { step: r.step_id, entered: String(r.entered), sent: String(r.sent), suppressed: String(r.suppressed),
+        converted: String(r.converted), exited: String(r.exited), removed: r.in_config ? null : "true" },
+      cells: [[r.step_id, null, r.in_config ? null : el("span", { class: "badge" }, "removed")],
+        [fmt.int(r.entered), "num"], [fmt.int(r.sent), "num"], reasonCell(r.suppressed, r.suppressed_by_reason),
+        [fmt.int(r.delivered), "num"], [fmt.int(r.opened), "num"], [fmt.int(r.clicked), "num"],
+        [fmt.int(r.converted), "num"], reasonCell(r.exited, r.exited_by_reason)],
+    })),
+    "no step figures in this window",
+  );
+}
+
+// The sequence as a flow: a box per step (entered, sent, converted), arrows in step order.
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs = {}, text = null) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  if (text != null) node.textContent = String(text);
+  return node;
+}
+
+function stepFlow(steps) {
+  if (!steps.length) return null;
+  const w = 150, h = 64, gap = 36;
+  const root = svg("svg", { id: "steps-flow", class: "flow", role: "img", "aria-label": "steps as a flow",
+    viewBox: `0 0 ${steps.length * (w + gap) - gap + 2} ${h + 2}`, width: String(steps.length * (w + gap) - gap + 2), height: String(h + 2) });
+  steps.forEach((r, i) => {
+    const x = 1 + i * (w + gap);
+    const box = svg("g", { class: "flow-step", "data-step": r.step_id });
+    box.append(
+      svg("rect", { x, y: 1, width: w, height: h, rx: 6, fill: r.in_config ? "#eff6ff" : "#f3f4f6", stroke: "#2563eb" }),
+      svg("text", { x: x + 8, y: 18, "font-weight": "bold", "font-size": 12 }, r.step_id),
+      svg("text", { x: x + 8, y: 36, "font-size": 11 }, `entered ${fmt.int(r.entered)} · sent ${fmt.int(r.sent)}`),
+      svg("text", { x: x + 8, y: 54, "font-size": 11 }, `converted ${fmt.int(r.converted)}`),
+    );
+    root.append(box);
+    if (i < steps.length - 1) {
+      root.append(svg("line", { x1: x + w, y1: 1 + h / 2, x2: x + w + gap - 6, y2: 1 + h / 2, stroke: "#6b7280", "stroke-width": 2 }),
+        svg("polygon", { points: `${x + w + gap},${1 + h / 2} ${x + w + gap - 8},${h / 2 - 4} ${x + w + gap - 8},${h / 2 + 6}`, fill: "#6b7280" }));
+    }
+  });
+  return el("div", { class: "flow-box" }, root);
 }
 
 // One row per (step, variant) over all arms; the step's leader (highest P(best)) is bold,
