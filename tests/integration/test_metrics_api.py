@@ -76,6 +76,33 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
             return bool(rows[0][0] == len(users[::3]))
 
         await eventually(converted, timeout=60, what="the conversions recorded")
+        # feedback naming the messages sent: delivered for each, opened for every other one,
+        # clicked for every fourth (each counts at the message's step)
+        commands = sorted(
+            (
+                await store.query(
+                    "SELECT user_id, command_id FROM {db}.activities FINAL "
+                    "WHERE type = 'command_emitted'"
+                )
+            ).result_rows
+        )
+        feedback = [
+            event(f"{kind}-{user}", user, kind, command_id=command_id, channel="email")
+            for i, (user, command_id) in enumerate(commands)
+            for kind, every in (("delivered", 1), ("opened", 2), ("clicked", 4))
+            if i % every == 0
+        ]
+        await publish(s.kafka_bootstrap_servers, s.topic_events, feedback)
+
+        async def answered() -> bool:
+            rows = (
+                await store.query(
+                    "SELECT count() FROM {db}.activities FINAL WHERE type = 'feedback'"
+                )
+            ).result_rows
+            return bool(rows[0][0] == len(feedback))
+
+        await eventually(answered, timeout=60, what="the feedback recorded")
         today = datetime.now(UTC).date()
         response = await api.get(
             f"{API}/{created['id']}/metrics",
@@ -154,10 +181,9 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         assert inc["revenue"] == pytest.approx(expected)
         assert inc["roi"] == pytest.approx((expected - adaptive["cost"]) / adaptive["cost"])
         assert body["reliability"]["rejected"] == 1
-        assert body["reliability"]["received"] == len(users) + len(users[::3])
-        assert body["reliability"]["error_rate"] == pytest.approx(
-            1 / (len(users) + len(users[::3]) + 1)
-        )
+        intake = len(users) + len(users[::3]) + len(feedback)
+        assert body["reliability"]["received"] == intake
+        assert body["reliability"]["error_rate"] == pytest.approx(1 / (intake + 1))
 
         # per variant: sent and converted messages as the activities say, each user's variant
         # their sticky draw in every arm, the probability of being best summing to one
@@ -242,6 +268,11 @@ async def test_metrics_per_arm_match_the_activities_and_carry_the_lift(
         assert expected_step["sent"] == sum(a["sent"] for a in arms.values())
         assert expected_step["suppressed_by_reason"] == {"holdout": skipped}
         assert expected_step["converted"] > 0 and expected_step["exited"] > 0
+        assert (expected_step["delivered"], expected_step["opened"], expected_step["clicked"]) == (
+            len(commands),
+            len(commands[::2]),
+            len(commands[::4]),
+        )
 
         # every activity delivered again (a sink redelivery): no report figure moves
         window = {"from": today.isoformat(), "to": (today + timedelta(days=1)).isoformat()}
