@@ -342,11 +342,9 @@ class _Sim:
         )
 
     # --- the oracle -------------------------------------------------------------------------
-    def _oracle_choice(
-        self, user: HiddenUser, command: Command, at: int
-    ) -> tuple[Channel, str, int]:
-        """The channel, variant and delivery time of the highest true expected value among
-        the step's consented channels and variants, now or at the next active hour."""
+    def _options(self, user: HiddenUser, command: Command) -> tuple[list[Channel], list[str]]:
+        """What an oracle may choose from: the step's channels the user consents to and has
+        not unsubscribed from (else the core's own), and the step's variants."""
         step = self.steps[command.step_id]
         channels = [
             ch
@@ -354,6 +352,14 @@ class _Sim:
             if user.consent.get(ch, False) and ch not in user.unsubscribed
         ] or [command.channel]
         variants = step.variants if command.variant in step.variants else [command.variant]
+        return channels, list(variants)
+
+    def _oracle_choice(
+        self, user: HiddenUser, command: Command, at: int
+    ) -> tuple[Channel, str, int]:
+        """The channel, variant and delivery time of the highest true expected value among
+        the step's consented channels and variants, now or at the next active hour."""
+        channels, variants = self._options(user, command)
         times = [at]
         if not self._active(user, at):
             later = self._next_sendable_active(user, at)
@@ -388,13 +394,7 @@ class _Sim:
         """The channel and variant of the highest mean value for the user's context at the
         user's local hour (`ContextTable`), among the step's consented channels; the time is
         the core's own."""
-        step = self.steps[command.step_id]
-        channels = [
-            ch
-            for ch in step.channels
-            if user.consent.get(ch, False) and ch not in user.unsubscribed
-        ] or [command.channel]
-        variants = step.variants if command.variant in step.variants else [command.variant]
+        channels, variants = self._options(user, command)
         index = self._regime_index(at)
         regime = self.regimes[index]
         hour = self._local(user, at).hour
