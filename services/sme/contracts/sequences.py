@@ -24,6 +24,7 @@ from pydantic import (
 
 from sme.contracts.channels import Channel
 from sme.contracts.conditions import Expression, property_locs
+from sme.contracts.content import ChannelContent, DataAllowList, content_errors
 from sme.contracts.errors import Loc
 from sme.contracts.errors import field_errors as _field_errors
 from sme.contracts.events import AttributeValue, EventType
@@ -201,6 +202,15 @@ class Step(_Strict):
     wait: timedelta = Field(timedelta(0), description="Delay before the step is due.")
     wait_from: Literal["previous", "entry"] = "previous"
     template: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    content: dict[Channel, ChannelContent] = Field(
+        default_factory=dict,
+        description="Template per channel (and per variant); overrides `template` there.",
+    )
+    data: DataAllowList | None = Field(
+        None,
+        description="What the step's commands carry for rendering; replaces the sequence's "
+        "`data` (absent: the sequence's).",
+    )
     variants: list[Annotated[str, StringConstraints(min_length=1, max_length=64)]] = Field(
         default_factory=lambda: ["default"], min_length=1, max_length=10
     )
@@ -230,7 +240,8 @@ class Step(_Strict):
     def _shape(self) -> Step:
         errors: list[tuple[Loc, str, object]] = []
         if self.kind == "message":
-            if not self.template:
+            covered = bool(self.channels) and set(self.channels) <= set(self.content)
+            if not self.template and not covered:
                 errors.append((("template",), "a message step needs a template", None))
             if not self.channels:
                 errors.append((("channels",), "a message step needs at least one channel", []))
@@ -254,6 +265,14 @@ class Step(_Strict):
         if weights is not None and len(weights) != len(self.variants):
             message = f"give one weight per variant ({len(self.variants)})"
             errors.append((("variant_weights",), message, len(weights)))
+        if errors:
+            raise _field_errors("Step", errors)
+        return self
+
+    @model_validator(mode="after")
+    def _content_fits(self) -> Step:
+        errors = content_errors(self.kind, self.channels, self.variants, self.template,
+                                self.content, self.data)  # fmt: skip
         if errors:
             raise _field_errors("Step", errors)
         return self
@@ -524,6 +543,11 @@ class SequenceConfig(_Strict):
     experiment: Experiment = Experiment()
     automation_rules: list[AutomationRule] = Field(default_factory=list, max_length=10)
     status_reason: StatusReason | None = None
+    data: DataAllowList | None = Field(
+        None,
+        description="What every message step's commands carry for rendering (a step's "
+        "own `data` replaces it); absent: nothing.",
+    )
 
     @model_validator(mode="after")
     def _graph(self) -> SequenceConfig:

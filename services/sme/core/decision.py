@@ -23,6 +23,7 @@ from sme.contracts.sequences import (
     Step,
     WorkspaceSettings,
 )
+from sme.core.content import allow_list, command_data, resolve_template
 from sme.core.evolve import evolve
 from sme.core.guardrails import Ledger, Level
 from sme.core.ids import stable_id
@@ -268,10 +269,17 @@ class Decision:
                 "user_id": self.state.user_id,
                 "step_id": step.id,
                 "channel": channel,
-                "template": step.template or "",
+                "template": resolve_template(step, channel, variant),
                 "variant": variant,
                 "arm": e.arm,
                 "decided_at": self.now,
+                "data": command_data(
+                    allow_list(config, step),
+                    self.state.profile.attributes,
+                    e.trigger,
+                    e.trigger_omitted,
+                ),
+                "timezone": self.tz,
             },
         )
 

@@ -22,6 +22,7 @@ from sme.contracts.reasons import Reason
 from sme.contracts.sequences import AttributeFilter, SequenceConfig, Status, Step
 from sme.core.arms import arm_of_record
 from sme.core.conditions import holds
+from sme.core.content import data_attributes, remember_trigger
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
 from sme.core.evolve import PerObject, evolve
 from sme.core.stats import (
@@ -339,6 +340,7 @@ class _EventDecision(Decision):
         exposed = self._exposed_arm(config, past) if past else None
         arm = arm_of_record(config.id, self.state.user_id, config.experiment, exposed)
         first = config.steps[0]
+        trigger, trigger_omitted = remember_trigger(config, event.properties)
         enrollment = Enrollment(
             config_id=config.id,
             version=config.version,
@@ -349,6 +351,8 @@ class _EventDecision(Decision):
             step_id=first.id,
             step_ms=self.now_ms,
             due_ms=due_ms(first, self.now_ms, self.now_ms),
+            trigger=trigger,
+            trigger_omitted=trigger_omitted,
         )
         # Never evicted: `seq` is part of every id of the enrollment, and `never` must hold.
         self.state.past[config.id] = Past(self.now_ms, seq, arm=arm)
@@ -384,7 +388,8 @@ def _current_step(config: SequenceConfig, enrollment: Enrollment) -> Step | None
 
 def _profile_keys(state: UserState, event: Event, ctx: Context) -> frozenset[str] | None:
     """The attribute keys the workspace's sequences can ask about (entry filters on the
-    profile, conditions, branch rules, context attributes): all the profile needs to keep."""
+    profile, conditions, branch rules, context attributes) or carry on commands (data
+    allow-lists): all the profile needs to keep."""
     if not state.profile.attributes and (event.user is None or not event.user.attributes):
         return None  # nothing to keep or drop
     configs = list(ctx.configs.values())
@@ -398,6 +403,7 @@ def _config_keys(config: SequenceConfig) -> frozenset[str]:
     keys: set[str] = set()
     keys.update(f.key for f in config.entry.filters if f.source == "attribute")
     keys.update(config.adaptive.context_attributes)
+    keys.update(data_attributes(config))
     expressions = [config.entry.when, *(rule.when for rule in config.exit.rules)]
     if config.exit.goal is not None:
         expressions.append(config.exit.goal.when)

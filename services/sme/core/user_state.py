@@ -93,6 +93,8 @@ class Enrollment:
     seen: tuple[str, ...] = ()  # watched event types seen since the step started
     deferrals: int = 0  # deferrals at this step (part of the deferral activity ids)
     timed: bool = False  # send-time optimisation already applied at this step
+    trigger: tuple[tuple[str, Any], ...] = ()  # allow-listed trigger-event properties (bounded)
+    trigger_omitted: tuple[str, ...] = ()  # allow-listed ones too large to keep
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,7 @@ def _past_from(r: list[Any]) -> Past:
 
 
 def _enrollment_row(e: Enrollment) -> list[Any]:
-    return [
+    row = [
         e.config_id,
         e.version,
         ARM_CODES[e.arm],
@@ -249,6 +251,11 @@ def _enrollment_row(e: Enrollment) -> list[Any]:
         e.deferrals,
         int(e.timed),
     ]
+    if e.trigger or e.trigger_omitted:  # only sequences with a data allow-list pay for it
+        row.append(dict(e.trigger))
+        if e.trigger_omitted:
+            row.append(list(e.trigger_omitted))
+    return row
 
 
 def _enrollment_from(r: list[Any]) -> Enrollment:
@@ -266,6 +273,8 @@ def _enrollment_from(r: list[Any]) -> Enrollment:
         tuple(r[10]),
         int(r[11]),
         bool(r[12]) if len(r) > 12 else False,
+        tuple(r[13].items()) if len(r) > 13 else (),
+        tuple(r[14]) if len(r) > 14 else (),
     )
 
 
