@@ -5,6 +5,7 @@ resolved template and none of the values."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import orjson
@@ -14,11 +15,13 @@ from sme.contracts.commands import Command
 from sme.settings import Settings
 from sme.topics import ensure_topics
 from tests.support.events import event
+from tests.support.gateway import running_gateway
 from tests.support.kafka_io import TopicReader, publish, publish_config
 from tests.support.runtime import engine_and_sink
 from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.integration
+API = "/api/v1/035-sequential-messaging-engine"
 CART: dict[str, Any] = {
     "id": "cart-content",
     "workspace_id": "acme",
@@ -109,3 +112,23 @@ async def test_commands_carry_the_resolved_template_and_only_the_allow_listed_da
         assert [row[0] for row in rows] == ["reminder", "sms"]
         assert "cart-email-short" in str(rows[0][1]) and "cart-sms" in str(rows[1][1])
         assert not any(value in str(rows) for value in ("Ada", "fr-FR", "84.5", "A1"))
+
+
+async def test_content_naming_a_channel_or_variant_the_step_lacks_gets_422_at_the_field(
+    test_settings: Settings,
+) -> None:
+    bad = copy.deepcopy(CART)
+    del bad["id"]  # the server assigns it
+    bad["steps"][0]["content"] = {"sms": {"template": "t"}, "email": {"variants": {"zz": "t"}}}
+    bad["data"]["attributes"] = ["first_name", "first_name"]
+    async with running_gateway(test_settings) as http:
+        response = await http.post(API, json=bad)
+
+        assert response.status_code == 422
+        assert {tuple(e["loc"]) for e in response.json()["detail"]} == {
+            ("body", "data", "attributes"),
+            ("body", "steps", 0, "content", "sms"),
+            ("body", "steps", 0, "content", "email", "variants", "zz"),
+        }
+        listed = (await http.get(API, params={"workspace_id": "acme"})).json()
+        assert listed["items"] == [], "nothing is stored on error"
