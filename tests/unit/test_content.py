@@ -372,3 +372,10 @@ def test_the_workspace_default_time_zone_reaches_the_command() -> None:
     d.send("signed_up")
 
     assert d.commands[0].timezone == "Asia/Tokyo"
+
+
+@pytest.mark.parametrize("name", ["__proto__", "cart.constructor", "prototype"])
+def test_a_data_name_a_sender_object_model_treats_specially_is_refused(name: str) -> None:
+    errors = config_errors(data={"event_properties": [name]})
+
+    assert [loc for loc, _ in errors] == [("data", "event_properties")]

@@ -49,11 +49,17 @@ class ChannelContent(_Strict):
     )
 
 
-def _unique(names: list[str]) -> list[str]:
+def _unique_plain(names: list[str]) -> list[str]:
+    """Each name once, and none a sender's object model treats specially (they become keys of
+    the command's JSON objects, which a JavaScript sender may merge into its own)."""
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
             raise ValueError(f"{name!r} is listed twice (position {i})")
+        if any(part.startswith("__") or part in ("constructor", "prototype")
+               for part in name.split(".")):  # fmt: skip
+            raise ValueError(f"{name!r}: names must not start with __ nor be constructor or "
+                             "prototype")  # fmt: skip
         seen.add(name)
     return names
 
@@ -77,7 +83,7 @@ class DataAllowList(_Strict):
     @field_validator("attributes", "event_properties")
     @classmethod
     def _no_repeats(cls, v: list[str]) -> list[str]:
-        return _unique(v)
+        return _unique_plain(v)
 
 
 class CommandData(_Strict):
