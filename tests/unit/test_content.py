@@ -23,7 +23,7 @@ from sme.contracts.content import (
     DataAllowList,
 )
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
-from sme.core.content import command_data
+from sme.core.content import command_data, remember_trigger
 from sme.core.user_state import Enrollment, UserState
 from tests.unit.builders import ALL_BASELINE, T0, WS, Driver, at, config, msg_step, of_type
 
@@ -379,3 +379,20 @@ def test_a_data_name_a_sender_object_model_treats_specially_is_refused(name: str
     errors = config_errors(data={"event_properties": [name]})
 
     assert [loc for loc, _ in errors] == [("data", "event_properties")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    properties=st.dictionaries(st.sampled_from([f"k{i}" for i in range(24)]), json_values),
+    paths=names,
+)
+def test_an_enrollment_remembers_only_allow_listed_properties_within_its_bound(
+    properties: dict[str, Any], paths: list[str]
+) -> None:
+    cfg = config(data={"event_properties": paths})
+
+    kept, omitted = remember_trigger(cfg, properties)
+
+    assert [p for p, _ in kept] == [p for p in paths if p in properties and p not in omitted]
+    assert set(omitted) <= set(paths) & set(properties)
+    assert len(orjson.dumps(dict(kept))) <= MAX_TRIGGER_BYTES
