@@ -16,6 +16,8 @@ class Arm(StrEnum):
     ADAPTIVE = "adaptive"
     BASELINE = "baseline"
     HOLDOUT = "holdout"
+    GLOBAL_CONTROL = "global_control"
+    """The workspace's global control group: enrolled and measured, never messaged."""
 
 
 class Command(BaseModel):

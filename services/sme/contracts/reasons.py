@@ -19,6 +19,8 @@ class Reason(StrEnum):
     NO_ELIGIBLE_CHANNEL = "no_eligible_channel"
     CONDITION_FALSE = "condition_false"
     HOLDOUT = "holdout"
+    GLOBAL_CONTROL = "global_control"
+    """The user is in the workspace's global control group: every message is suppressed."""
     SEND_TIME_OPTIMISED = "send_time_optimised"
     AWAITED_EVENT = "awaited_event"
     BRANCHED = "branched"

@@ -569,6 +569,17 @@ class KillSwitch(_Strict):
     paused_configs: list[str] = Field(default_factory=list, max_length=10_000)
 
 
+class GlobalControl(_Strict):
+    """A sticky share of the workspace's users that no sequence messages, to measure the
+    whole program. Membership is a hash of (workspace, salt, user), independent of every
+    sequence's arm, split and variant hash: raising `pct` only adds users, lowering it only
+    releases some; a new `salt` draws a new group. It is decided when a user enrolls (the arm
+    of record): an enrollment open when the share changes finishes in its arm."""
+
+    pct: float = Field(0.0, ge=0, le=50, description="Share of users held out, 0 = off.")
+    salt: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
 class WorkspaceSettings(_Strict):
     """Guardrails across all of a workspace's sequences; a send must satisfy both levels."""
 
@@ -576,6 +587,7 @@ class WorkspaceSettings(_Strict):
     default_timezone: str = "UTC"
     guardrails: Guardrails = Guardrails()
     kill_switch: KillSwitch = KillSwitch()
+    global_control: GlobalControl = GlobalControl()
     version: int = Field(1, ge=1)
     updated_at: datetime | None = None
 

@@ -24,6 +24,7 @@ from sme.core.arms import arm_of_record
 from sme.core.conditions import holds
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
 from sme.core.evolve import PerObject, evolve
+from sme.core.global_control import enrollment_arm
 from sme.core.stats import (
     conversion_deltas,
     deltas,
@@ -337,7 +338,7 @@ class _EventDecision(Decision):
     def _enroll(self, config: SequenceConfig, past: Past | None, event: Event) -> None:
         seq = past.seq + 1 if past else 1
         exposed = self._exposed_arm(config, past) if past else None
-        arm = arm_of_record(config.id, self.state.user_id, config.experiment, exposed)
+        arm = enrollment_arm(self.ctx.workspace, config, self.state.user_id, exposed)
         first = config.steps[0]
         enrollment = Enrollment(
             config_id=config.id,

@@ -36,6 +36,11 @@ from sme.core.user_state import Enrollment, Touch, short_command_id
 from sme.core.working import Working
 
 _CHANNELS = {channel.value: channel for channel in Channel}
+SUPPRESSED_ARMS: Mapping[Arm, Reason] = {
+    Arm.HOLDOUT: Reason.HOLDOUT,
+    Arm.GLOBAL_CONTROL: Reason.GLOBAL_CONTROL,
+}
+"""Arms that walk the steps without a message, and the reason each suppression records."""
 
 
 class StepResult(Enum):
@@ -161,7 +166,7 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
     if verdict.defer_until is not None:
         return _deferred(d, enrollment, verdict.defer_until, verdict.reason, deadline)
     group = context_group(d.state.profile, config.adaptive.context_attributes)
-    if enrollment.arm is Arm.HOLDOUT:
+    if enrollment.arm in SUPPRESSED_ARMS:
         return _suppressed(d, enrollment, config, step, verdict, group)
     if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed:
         quiet = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours is not None]
@@ -196,13 +201,14 @@ def _suppressed(
     verdict: Verdict,
     group: str,
 ) -> StepResult:
-    """The holdout walks the steps like a send, without a message."""
-    d.remember(Touch(d.now_ms, config.id, step.id, None, "", Arm.HOLDOUT, step.variants[0], group))
+    """The holdout (and the global control) walks the steps like a send, without a message."""
+    arm = enrollment.arm
+    d.remember(Touch(d.now_ms, config.id, step.id, None, "", arm, step.variants[0], group))
     d.add(
         d.step_activity(
             ActivityType.MESSAGE_SUPPRESSED,
             enrollment,
-            Reason.HOLDOUT,
+            SUPPRESSED_ARMS[arm],
             {"channel": verdict.channels[0].value},
         )
     )
