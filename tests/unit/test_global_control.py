@@ -152,6 +152,25 @@ def test_a_control_user_still_converts_and_is_attributed_in_the_control_arm() ->
     assert [a.reason_code for a in exited] == [Reason.GOAL_REACHED]
 
 
+def test_a_conversion_after_the_enrollment_ended_stays_in_the_control_arm() -> None:
+    ws = settings_with(10.0)
+    user = control_user(ws.global_control)
+    driver = Driver.of(two_sequences()[0], workspace=ws, user_id=user)
+    driver.send("signed_up")
+    driver.run_until(at(days=1))
+    assert [a.reason_code for a in of_type(driver.activities, A.ENROLLMENT_EXITED)] == [
+        Reason.COMPLETED
+    ]
+    driver.send("purchased", at(days=2), properties={"amount": 15.0})
+    (conversion,) = of_type(driver.activities, A.CONVERSION)
+    assert (conversion.arm, conversion.value, conversion.step_id) == (
+        Arm.GLOBAL_CONTROL,
+        15.0,
+        "s2",  # the last suppressed step, as a holdout's conversion names it
+    )
+    assert driver.commands == []
+
+
 def test_a_user_outside_the_control_is_messaged_as_before() -> None:
     ws = settings_with(10.0)
     user = control_user(ws.global_control, inside=False)
