@@ -31,6 +31,7 @@ from sme.core.stats import (
     send_hour_deltas,
     unsubscribe_deltas,
 )
+from sme.core.targeting import kind_of, quiet_windows
 from sme.core.timeutil import MS, local_hour, to_ms
 from sme.core.user_state import Enrollment, Touch, short_command_id
 from sme.core.working import Working
@@ -149,6 +150,7 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
         d.ledger(),
         d.ctx.partition,
         d.ctx.partitions,
+        kind_of(step),
     )
     if verdict.skip:
         d.add(
@@ -163,8 +165,9 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
     group = context_group(d.state.profile, config.adaptive.context_attributes)
     if enrollment.arm is Arm.HOLDOUT:
         return _suppressed(d, enrollment, config, step, verdict, group)
-    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed:
-        quiet = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours is not None]
+    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed and not step.transactional:
+        rules = [lv.rules for lv in levels]
+        quiet = quiet_windows(rules, verdict.channels, kind_of(step))
         send_time = config.adaptive.send_time
         population = (
             policy.population_hours(d.ctx.stats, config.id, group)
@@ -261,6 +264,8 @@ def _send(
                 "template": step.template,
                 "group": group,
                 "dropped": verdict.dropped,
+                "category": step.category,
+                "transactional": step.transactional,
             },
             channel=channel,
             command_id=command.command_id,
@@ -277,6 +282,8 @@ def _send(
             enrollment.arm,
             variant_choice.value,
             group,
+            category=step.category,
+            transactional=step.transactional,
         )
     )
     affinity = d.state.affinity
