@@ -224,6 +224,7 @@ def test_a_transactional_step_still_meets_budgets_and_allowed_channels(
     assert d.commands == []
     (skipped,) = of_type(d.activities, A.STEP_SKIPPED)
     assert skipped.reason_code == reason
+    assert skipped.details["transactional"] is True
 
 
 def test_a_transactional_step_still_respects_consent() -> None:
@@ -234,6 +235,20 @@ def test_a_transactional_step_still_respects_consent() -> None:
 
     assert d.commands == []
     assert of_type(d.activities, A.STEP_SKIPPED)[0].reason_code == Reason.NO_CONSENT
+
+
+def test_the_holdout_gets_no_transactional_message_and_its_suppression_says_so() -> None:
+    cfg = config(
+        steps=[msg_step("r", transactional=True)],
+        experiment={"holdout_pct": 100, "baseline_pct": 0},
+    )
+    d = Driver.of(cfg)
+
+    d.send("signed_up")
+
+    assert d.commands == []
+    (suppressed,) = of_type(d.activities, A.MESSAGE_SUPPRESSED)
+    assert suppressed.details == {"channel": "email", "transactional": True}
 
 
 # --- quiet hours per channel and category ------------------------------------------------------

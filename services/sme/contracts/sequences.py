@@ -223,7 +223,8 @@ class Step(_Strict):
         "frequency cap, quiet hours (also overrides), min_gap and send-time optimisation, and "
         "no cap or min_gap counts it. Consent, allowed_channels, budgets (spending ceilings), "
         "max_messages_per_enrollment, the holdout, pauses and the kill switch still apply. "
-        "Its command_emitted activity carries details.transactional: true.",
+        "Its activities (command_emitted, step_skipped, message_suppressed) carry "
+        "details.transactional: true.",
     )
     wait_for: WaitFor | None = None
     branches: list[BranchRule] = Field(default_factory=list, max_length=10)

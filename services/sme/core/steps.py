@@ -153,11 +153,8 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
         kind_of(step),
     )
     if verdict.skip:
-        d.add(
-            d.step_activity(
-                ActivityType.STEP_SKIPPED, enrollment, verdict.reason, {"dropped": verdict.dropped}
-            )
-        )
+        details = {"dropped": verdict.dropped, **_transactional(step)}
+        d.add(d.step_activity(ActivityType.STEP_SKIPPED, enrollment, verdict.reason, details))
         return _moved(d, enrollment, config, "next", None, StepResult.SKIPPED)
     deadline = _deferral_deadline(enrollment, config, step, levels)
     if verdict.defer_until is not None:
@@ -179,6 +176,12 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
             d.defer(enrollment, best, Reason.SEND_TIME_OPTIMISED)
             return StepResult.DEFERRED
     return _send(d, enrollment, config, step, verdict, levels, group)
+
+
+def _transactional(step: Step) -> dict[str, bool]:
+    """Marks the activities of a transactional step that did not go out (a budget, consent,
+    the holdout), so a missing receipt is explained as one."""
+    return {"transactional": True} if step.transactional else {}
 
 
 def _deferred(
@@ -206,7 +209,7 @@ def _suppressed(
             ActivityType.MESSAGE_SUPPRESSED,
             enrollment,
             Reason.HOLDOUT,
-            {"channel": verdict.channels[0].value},
+            {"channel": verdict.channels[0].value, **_transactional(step)},
         )
     )
     return _moved(d, enrollment, config, "next", None, StepResult.SENT, enrollment.sent + 1)
