@@ -31,6 +31,7 @@ from sme.core.stats import (
     send_hour_deltas,
     unsubscribe_deltas,
 )
+from sme.core.targeting import kind_of, quiet_windows
 from sme.core.timeutil import MS, local_hour, to_ms
 from sme.core.user_state import Enrollment, Touch, short_command_id
 from sme.core.working import Working
@@ -154,13 +155,11 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
         d.ledger(),
         d.ctx.partition,
         d.ctx.partitions,
+        kind_of(step),
     )
     if verdict.skip:
-        d.add(
-            d.step_activity(
-                ActivityType.STEP_SKIPPED, enrollment, verdict.reason, {"dropped": verdict.dropped}
-            )
-        )
+        details = {"dropped": verdict.dropped, **_transactional(step)}
+        d.add(d.step_activity(ActivityType.STEP_SKIPPED, enrollment, verdict.reason, details))
         return _moved(d, enrollment, config, "next", None, StepResult.SKIPPED)
     deadline = _deferral_deadline(enrollment, config, step, levels)
     if verdict.defer_until is not None:
@@ -168,8 +167,9 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
     group = context_group(d.state.profile, config.adaptive.context_attributes)
     if enrollment.arm in SUPPRESSED_ARMS:
         return _suppressed(d, enrollment, config, step, verdict, group)
-    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed:
-        quiet = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours is not None]
+    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed and not step.transactional:
+        rules = [lv.rules for lv in levels]
+        quiet = quiet_windows(rules, verdict.channels, kind_of(step))
         send_time = config.adaptive.send_time
         population = (
             policy.population_hours(d.ctx.stats, config.id, group)
@@ -181,6 +181,12 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
             d.defer(enrollment, best, Reason.SEND_TIME_OPTIMISED)
             return StepResult.DEFERRED
     return _send(d, enrollment, config, step, verdict, levels, group)
+
+
+def _transactional(step: Step) -> dict[str, bool]:
+    """Marks the activities of a transactional step that did not go out (a budget, consent,
+    the holdout), so a missing receipt is explained as one."""
+    return {"transactional": True} if step.transactional else {}
 
 
 def _deferred(
@@ -209,7 +215,7 @@ def _suppressed(
             ActivityType.MESSAGE_SUPPRESSED,
             enrollment,
             SUPPRESSED_ARMS[arm],
-            {"channel": verdict.channels[0].value},
+            {"channel": verdict.channels[0].value, **_transactional(step)},
         )
     )
     return _moved(d, enrollment, config, "next", None, StepResult.SENT, enrollment.sent + 1)
@@ -267,6 +273,8 @@ def _send(
                 "template": step.template,
                 "group": group,
                 "dropped": verdict.dropped,
+                "category": step.category,
+                "transactional": step.transactional,
             },
             channel=channel,
             command_id=command.command_id,
@@ -283,6 +291,8 @@ def _send(
             enrollment.arm,
             variant_choice.value,
             group,
+            category=step.category,
+            transactional=step.transactional,
         )
     )
     affinity = d.state.affinity
