@@ -66,6 +66,7 @@ def test_a_listed_user_is_enrolled_now_and_a_zero_wait_first_step_is_sent_at_onc
     (enrolled,) = of_type(out, A.ENROLLED)
     assert enrolled.event_type == LIST_ENROLLMENT
     assert enrolled.event_id == enroll_id(WS, "cfg-1", "b-1", "user-1")
+    assert enrolled.details == {"batch_id": "b-1"}
     (command,) = out.commands
     assert (command.step_id, command.decided_at) == ("s1", T0)
 

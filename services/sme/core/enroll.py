@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from datetime import datetime
 
-from sme.contracts.activities import ActivityType
+from sme.contracts.activities import Activity, ActivityType
 from sme.contracts.enrollments import EnrollRequest
 from sme.contracts.events import Event, UserProfile
 from sme.contracts.reasons import Reason
@@ -72,5 +72,13 @@ def on_enroll(
                 details={"batch_id": request.batch_id},
             )
         )
+    elif refused is None:  # the `enrolled` activity names the batch that enrolled the user
+        run.activities[:] = [_with_batch(a, request.batch_id, event) for a in run.activities]
     advance_due(run)
     return run.outcome()
+
+
+def _with_batch(activity: Activity, batch_id: str, event: Event) -> Activity:
+    if activity.type is not ActivityType.ENROLLED or activity.event_id != event.event_id:
+        return activity
+    return activity.model_copy(update={"details": {**activity.details, "batch_id": batch_id}})

@@ -40,7 +40,7 @@ from sme.contracts.sequences import SequenceConfig, Status
 from sme.core.user_state import state_key
 from sme.gateway.config_service import InvalidConfigError, field_errors
 from sme.gateway.configs_api import API, Caller, _service, principal
-from sme.gateway.openapi_docs import UNAVAILABLE, ErrorMessage, error
+from sme.gateway.openapi_docs import ErrorMessage, error
 from sme.gateway.rate_limit import RateLimiter, retry_after
 from sme.routing import owner_partition
 from sme.storage.enrollment_batches import BatchRecord, find_batch, record_batch
@@ -122,7 +122,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     413: error(ErrorMessage, f"the body is over {MIB} MiB"),
     415: error(ErrorMessage, f"the body is neither {JSON} nor {NDJSON}"),
     429: error(ErrorMessage, "too many enrollment requests for this workspace; retry later"),
-    503: UNAVAILABLE,
+    503: error(ErrorMessage, "the broker or the batch record store is unavailable; retry later"),
 }
 
 
@@ -168,7 +168,13 @@ async def enroll_users(
         )
     key = (config.workspace_id, config.id, listed.batch_id)
     async with _locks(request).hold(key):
-        first = await find_batch(gw.store, *key)
+        try:
+            first = await find_batch(gw.store, *key)
+        except Exception as exc:  # without the batch memory a repeat cannot be told apart
+            log.warning("enrollment batches unreadable: %r", exc)
+            raise HTTPException(
+                503, "the batch record store is unavailable; retry later", {"Retry-After": "5"}
+            ) from exc
         digest = listed.digest()
         if first is not None:
             if first.digest != digest:
