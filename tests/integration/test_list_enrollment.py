@@ -68,14 +68,24 @@ async def declared_status(api: httpx.AsyncClient, path: str, length: int) -> int
         writer.close()
 
 
-async def enrolled_rows(store: ClickHouseStore, config_id: str) -> list[tuple[str, str]]:
+async def enrolled_rows(store: ClickHouseStore, config_id: str) -> list[tuple[str, ...]]:
     result = await store.query(
-        "SELECT user_id, event_type FROM {db}.activities FINAL "
+        "SELECT user_id, event_type, arm, JSONExtractString(details, 'batch_id') "
+        "FROM {db}.activities FINAL "
         "WHERE config_id = {c:String} AND type = 'enrolled' AND length(user_id) < 250 "
         "ORDER BY user_id",
         {"c": config_id},
     )
-    return [(str(u), str(t)) for u, t in result.result_rows]
+    return [tuple(map(str, row)) for row in result.result_rows]
+
+
+async def holdout_rows(store: ClickHouseStore, config_id: str) -> list[tuple[str, str]]:
+    result = await store.query(
+        "SELECT user_id, reason_code FROM {db}.activities FINAL "
+        "WHERE config_id = {c:String} AND type = 'message_suppressed'",
+        {"c": config_id},
+    )
+    return [(str(u), str(r)) for u, r in result.result_rows]
 
 
 async def test_listed_users_are_enrolled_once_through_the_engine(test_settings: Settings) -> None:
@@ -140,12 +150,29 @@ async def test_listed_users_are_enrolled_once_through_the_engine(test_settings: 
 
             await eventually(lambda: hello_to({"dan", *bulk}), timeout=60, what="all welcomed")
 
-            async def recorded() -> list[tuple[str, str]] | None:
+            async def recorded() -> list[tuple[str, ...]] | None:
                 rows = await enrolled_rows(store, config_id)
                 return rows if len(rows) >= 3 else None
 
             rows = await eventually(recorded, timeout=60, what="enrollments in ClickHouse")
-            assert rows == [(u, "list_enrollment") for u in ("ada", "bob", "dan")]
+            assert rows == [
+                ("ada", "list_enrollment", "baseline", "b-1"),
+                ("bob", "list_enrollment", "baseline", "b-1"),
+                ("dan", "list_enrollment", "baseline", "b-2"),
+            ]
+
+            held = await api.post(
+                API, json={**WELCOME, "experiment": {"holdout_pct": 100, "baseline_pct": 0}}
+            )
+            held_url = f"{API}/{held.json()['id']}/enrollments"
+            listed = await api.post(held_url, json={"batch_id": "b-1", "user_ids": ["hal"]})
+            assert listed.status_code == 202, "a batch id is the sequence's own"
+
+            async def held_out() -> list[tuple[str, str]]:
+                return await holdout_rows(store, held.json()["id"])
+
+            suppressed = await eventually(held_out, timeout=60, what="hal held out")
+            assert suppressed == [("hal", "holdout")]
 
         async with running_gateway(s) as restarted:
             replay = await restarted.post(url, json={"batch_id": "b-1", "user_ids": ["ada", "bob"]})
