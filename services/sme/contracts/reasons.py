@@ -38,3 +38,7 @@ class Reason(StrEnum):
     UNKNOWN_COMMAND = "unknown_command"
     """On feedback or a conversion whose event names a command this user was never sent (or
     that is forgotten): logged unattributed, no message credited."""
+    NOT_ACTIVE = "not_active"
+    """A list enrollment for a sequence that is not ACTIVE (paused, stopped, kill switch)."""
+    ALREADY_ENROLLED = "already_enrolled"
+    """A list enrollment of a user already in the sequence (the running enrollment goes on)."""

@@ -33,6 +33,8 @@ from sme.gateway.configs_api import API, Caller
 from sme.gateway.configs_api import router as configs_router
 from sme.gateway.dashboard import STATIC, check_assets
 from sme.gateway.dashboard import router as dashboard_router
+from sme.gateway.enrollments_api import WIDER_BODIES
+from sme.gateway.enrollments_api import router as enrollments_router
 from sme.gateway.http_guards import (
     CSP,
     MAX_BODY,
@@ -70,7 +72,8 @@ class GatewayApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         return ResponseGuards(
-            BodyLimit(super().build_middleware_stack(), MAX_BODY), lambda: self.router.routes
+            BodyLimit(super().build_middleware_stack(), MAX_BODY, WIDER_BODIES),
+            lambda: self.router.routes,
         )
 
 
@@ -161,6 +164,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.include_router(configs_router)
     app.include_router(sql_router)
     app.include_router(users_router)
+    app.include_router(enrollments_router)
     app.include_router(dashboard_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     check_assets()
