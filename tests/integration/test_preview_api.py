@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from sme.contracts.channels import Channel
+from sme.gateway.auth import add_key
 from sme.settings import Settings
 from tests.support.gateway import running_gateway
 from tests.support.kafka_io import TopicReader
@@ -106,6 +108,7 @@ async def test_a_preview_traces_every_decision_in_time_order(api: httpx.AsyncCli
         "converted": True,
         "ended_at": "2026-03-05T11:00:00Z",
         "horizon_reached": False,
+        "truncated": False,
     }
     assert (preview["start"], preview["config_id"], preview["statistics"]) == (
         T0,
@@ -226,3 +229,26 @@ async def test_test_sends_are_rate_limited_per_workspace(api: httpx.AsyncClient)
     ]
     assert statuses[:10] == [200] * 10
     assert 429 in statuses[10:]
+
+
+async def test_a_workspace_key_previews_and_test_sends_only_its_own_workspace(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys.json"
+    acme, globex = add_key(keys_file, "acme-ci", "acme"), add_key(keys_file, "globex-ci", "globex")
+    settings = test_settings.model_copy(update={"api_keys_file": keys_file})
+    async with running_gateway(settings, headers={"Authorization": f"Bearer {acme}"}) as api:
+        unknown = {"Authorization": "Bearer not-a-key"}
+        anonymous = await api.post(f"{API}/preview", json={"user_id": "u"}, headers=unknown)
+        assert anonymous.status_code == 401
+        config_id = await create(api)
+        await api.put("/api/v1/workspaces/acme/settings", json={"test_users": ["qa-anna"]})
+        other = {"Authorization": f"Bearer {globex}"}
+        preview = await api.post(f"{API}/{config_id}/preview", json={"user_id": "u"}, headers=other)
+        assert preview.status_code == 404
+        send = {"user_id": "qa-anna", "step_id": "welcome"}
+        sent = await api.post(f"{API}/{config_id}/test-send", json=send, headers=other)
+        assert sent.status_code == 404
+        draft = {"user_id": "u", "config": copy.deepcopy(SEQUENCE)}
+        assert (await api.post(f"{API}/preview", json=draft, headers=other)).status_code == 404
+        assert (await api.post(f"{API}/preview", json=draft)).status_code == 200

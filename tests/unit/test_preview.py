@@ -14,6 +14,7 @@ from sme.contracts.commands import Arm
 from sme.contracts.events import UserProfile
 from sme.contracts.preview import MAX_TIMELINE, PreviewEvent, PreviewRequest
 from sme.contracts.sequences import SequenceConfig, Status
+from sme.core import preview as preview_module
 from sme.core.preview import Preview, command_for_test_send, run_preview
 from tests.unit.builders import NO_EXPERIMENT, T0, USER, WS, config, msg_step, workspace
 
@@ -141,6 +142,14 @@ def test_the_horizon_stops_the_preview_with_the_user_still_enrolled() -> None:
     outcome = preview.outcome
     assert outcome.active and outcome.horizon_reached
     assert (outcome.step_id, outcome.due_at) == ("check", T0 + DAY)
+
+
+def test_a_preview_stops_after_its_bound_of_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preview_module, "MAX_DECISIONS", 2)
+    preview = run(sample(), [])
+    assert preview.outcome.truncated and preview.outcome.active
+    assert not preview.outcome.horizon_reached
+    assert preview.outcome.ended_at == T0 + DAY  # the signup, then the branch
 
 
 def test_a_stopped_sequence_is_previewed_as_if_live_and_the_same_request_gives_the_same_trace() -> (

@@ -177,6 +177,9 @@ class PreviewOutcome(BaseModel):
     converted: bool
     ended_at: AwareDatetime = Field(description="The virtual clock at the end.")
     horizon_reached: bool = Field(description="Stopped at the horizon with something due.")
+    truncated: bool = Field(
+        False, description="Stopped after 5,000 decisions (a preview's bound) with more due."
+    )
 
 
 class PreviewResponse(BaseModel):

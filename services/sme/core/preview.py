@@ -98,7 +98,7 @@ def run_preview(
     events = _events(live, user_id, timeline, start)
     rng = random.Random(seed)
     trace: list[TraceEntry] = []
-    now, pending, horizon_reached = start, 0, False
+    now, pending, horizon_reached, truncated = start, 0, False, False
     for _ in range(MAX_DECISIONS):
         due = state.next_due_ms()
         event = events[pending] if pending < len(events) else None
@@ -109,7 +109,7 @@ def run_preview(
                 break
             outcome = on_timer(state, at, rng, ctx)
             if not outcome.activities and outcome.state.next_due_ms() == due:
-                horizon_reached = True  # held (never, while run as ACTIVE): stop, not spin
+                truncated = True  # held (never, while run as ACTIVE): stop, not spin
                 break
         elif event is not None:
             at = max(event.occurred_at, now)
@@ -120,8 +120,9 @@ def run_preview(
         now, state = at, outcome.state
         trace.extend(_entries(outcome.activities, outcome.commands))
     else:
-        horizon_reached = True
-    return Preview(tuple(trace), _outcome(live, state, trace, now, horizon_reached))
+        truncated = True
+    summary = _outcome(live, state, trace, now, horizon_reached)
+    return Preview(tuple(trace), summary.model_copy(update={"truncated": truncated}))
 
 
 def _as_live(config: SequenceConfig, arm: Arm | None) -> SequenceConfig:

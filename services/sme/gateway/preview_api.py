@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ValidationError
 
 from sme.contracts.preview import (
@@ -113,7 +114,7 @@ async def preview_draft(
     now = datetime.now(UTC)
     config = _draft(parsed.config, "preview", 1, now)
     _scope(who, config.workspace_id)
-    return _preview(request, config, parsed, now)
+    return await run_in_threadpool(_preview, request, config, parsed, now)
 
 
 @router.post(
@@ -142,12 +143,14 @@ async def preview_config(
                     }
                 ]
             )
-    return _preview(request, config, parsed, now)
+    return await run_in_threadpool(_preview, request, config, parsed, now)
 
 
 def _preview(
     request: Request, config: SequenceConfig, parsed: PreviewRequest, now: datetime
 ) -> PreviewResponse:
+    """Run in a worker thread: a long preview (up to `MAX_DECISIONS` decisions) never holds
+    the event loop."""
     start = parsed.effective_start(now)
     horizon_end = start + parsed.horizon
     workspace = _service(request).workspace(config.workspace_id)
