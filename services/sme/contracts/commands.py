@@ -34,3 +34,9 @@ class Command(BaseModel):
     variant: str
     arm: Arm
     decided_at: AwareDatetime
+    test: bool = Field(
+        False,
+        description="A test send (`POST …/{config_id}/test-send`) for a workspace test user: "
+        "deliver it to the internal recipient; it belongs to no enrollment or arm and is "
+        "counted in no metric.",
+    )

@@ -26,7 +26,7 @@ from sme.contracts.channels import Channel
 from sme.contracts.conditions import Expression, property_locs
 from sme.contracts.errors import Loc
 from sme.contracts.errors import field_errors as _field_errors
-from sme.contracts.events import AttributeValue, EventType
+from sme.contracts.events import AttributeValue, EventType, UserId
 
 MAX_STEPS = 50
 MAX_DURATION = timedelta(days=365)
@@ -662,6 +662,12 @@ class WorkspaceSettings(_Strict):
     global_control: GlobalControl = GlobalControl()
     version: int = Field(1, ge=1)
     updated_at: datetime | None = None
+    test_users: list[UserId] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Internal user ids that may receive test sends (`POST …/test-send`); "
+        "no other user can (none by default).",
+    )
 
     @field_validator("default_timezone")
     @classmethod

@@ -45,6 +45,7 @@ from sme.gateway.http_guards import (
 from sme.gateway.metrics import GatewayMetrics
 from sme.gateway.openapi_docs import install as install_openapi
 from sme.gateway.params import MOMENT_MAX, MOMENT_MIN, Moment
+from sme.gateway.preview_api import router as preview_router
 from sme.gateway.sink import ActivitySink
 from sme.gateway.sql_api import router as sql_router
 from sme.gateway.users_api import ErasureRecorder
@@ -162,6 +163,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     install_openapi(app)
     app.state.auth = authenticator
     app.include_router(configs_router)
+    app.include_router(preview_router)
     app.include_router(sql_router)
     app.include_router(users_router)
     app.include_router(enrollments_router)
