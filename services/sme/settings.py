@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     erasure_burst: int = Field(
         200, ge=1, le=1_000_000, description="Erasure requests a workspace may send at once."
     )
+    enrollment_rate_per_second: float = Field(
+        1.0, gt=0, le=10_000, description="List-enrollment requests per second per workspace."
+    )
+    enrollment_burst: int = Field(
+        20, ge=1, le=100_000, description="List-enrollment requests a workspace may send at once."
+    )
 
     automation_interval_seconds: float = Field(
         10.0, gt=0, le=3600, description="How often automation rules are evaluated."

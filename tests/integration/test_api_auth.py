@@ -95,6 +95,9 @@ async def test_two_workspaces_two_keys_every_cross_workspace_call_is_refused(
         await http.get(f"{url}/dashboard", headers=acme),
         await http.get(f"{url}/metrics", headers=acme),
         await http.get(f"{url}/report", headers=acme),
+        await http.post(
+            f"{url}/enrollments", json={"batch_id": "b", "user_ids": ["u"]}, headers=acme
+        ),
     ]
     assert [r.status_code for r in refused] == [404] * len(refused)
     missing = (await http.get(f"{API}/nonexistent", headers=acme)).json()

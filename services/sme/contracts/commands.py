@@ -17,6 +17,8 @@ class Arm(StrEnum):
     ADAPTIVE = "adaptive"
     BASELINE = "baseline"
     HOLDOUT = "holdout"
+    GLOBAL_CONTROL = "global_control"
+    """The workspace's global control group: enrolled and measured, never messaged."""
 
 
 class Command(BaseModel):
@@ -38,7 +40,7 @@ class Command(BaseModel):
         "step's template."
     )
     variant: str = Field(description="The step's variant chosen for this user.")
-    arm: Arm = Field(description="The user's experiment arm (holdout users get no commands).")
+    arm: Arm = Field(description="The user's experiment arm (holdout and global control get none).")
     decided_at: AwareDatetime = Field(description="When the engine decided to send (UTC).")
     data: CommandData = Field(
         default_factory=CommandData,
@@ -49,4 +51,10 @@ class Command(BaseModel):
         "UTC",
         description="IANA zone the engine used for the user (the profile's, else the "
         "workspace's default): render local dates and times in it.",
+    )
+    test: bool = Field(
+        False,
+        description="A test send (`POST …/{config_id}/test-send`) for a workspace test user: "
+        "deliver it to the internal recipient; it belongs to no enrollment or arm and is "
+        "counted in no metric.",
     )

@@ -1,7 +1,7 @@
 """Records on the engine's internal inputs topic (`sme.inputs`). Each one is addressed to the
 partition that owns a user's state (`sme.routing.owner_partition`), whatever partitioner the
 upstream producer used: a valid event forwarded by the engine's intake, a timer tick naming the
-users of that partition that are due, or an erase request from the gateway."""
+users of that partition that are due, or an erase or list-enrollment request from the gateway."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from sme.contracts.enrollments import EnrollRequest
 from sme.contracts.events import Event
 
 MAX_TICK_KEYS = 1000
@@ -56,5 +57,9 @@ class EraseRequest(_Input):
     )
 
 
-EngineInput = Annotated[ForwardedEvent | TimerTick | EraseRequest, Field(discriminator="kind")]
-ENGINE_INPUT: TypeAdapter[ForwardedEvent | TimerTick | EraseRequest] = TypeAdapter(EngineInput)
+EngineInput = Annotated[
+    ForwardedEvent | TimerTick | EraseRequest | EnrollRequest, Field(discriminator="kind")
+]
+ENGINE_INPUT: TypeAdapter[ForwardedEvent | TimerTick | EraseRequest | EnrollRequest] = TypeAdapter(
+    EngineInput
+)

@@ -19,6 +19,8 @@ class Reason(StrEnum):
     NO_ELIGIBLE_CHANNEL = "no_eligible_channel"
     CONDITION_FALSE = "condition_false"
     HOLDOUT = "holdout"
+    GLOBAL_CONTROL = "global_control"
+    """The user is in the workspace's global control group: every message is suppressed."""
     SEND_TIME_OPTIMISED = "send_time_optimised"
     AWAITED_EVENT = "awaited_event"
     BRANCHED = "branched"
@@ -36,3 +38,7 @@ class Reason(StrEnum):
     UNKNOWN_COMMAND = "unknown_command"
     """On feedback or a conversion whose event names a command this user was never sent (or
     that is forgotten): logged unattributed, no message credited."""
+    NOT_ACTIVE = "not_active"
+    """A list enrollment for a sequence that is not ACTIVE (paused, stopped, kill switch)."""
+    ALREADY_ENROLLED = "already_enrolled"
+    """A list enrollment of a user already in the sequence (the running enrollment goes on)."""

@@ -13,6 +13,7 @@ from sme.contracts.commands import Command
 from sme.contracts.config_records import SequenceRecord, WorkspaceRecord
 from sme.contracts.dead_letters import DeadLetter
 from sme.contracts.engine_inputs import EraseRequest, ForwardedEvent, TimerTick
+from sme.contracts.enrollments import EnrollRequest
 from sme.contracts.events import Event
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
 
@@ -29,6 +30,7 @@ CONTRACTS: dict[str, type[BaseModel]] = {
     "engine_input_event": ForwardedEvent,
     "engine_input_tick": TimerTick,
     "engine_input_erase": EraseRequest,
+    "engine_input_enroll": EnrollRequest,
 }
 
 

@@ -27,7 +27,7 @@ from sme.contracts.conditions import Expression, property_locs
 from sme.contracts.content import ChannelContent, DataAllowList, content_errors
 from sme.contracts.errors import Loc
 from sme.contracts.errors import field_errors as _field_errors
-from sme.contracts.events import AttributeValue, EventType
+from sme.contracts.events import AttributeValue, EventType, UserId
 
 MAX_STEPS = 50
 MAX_DURATION = timedelta(days=365)
@@ -36,6 +36,12 @@ StepId = Annotated[
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Percent = Annotated[float, Field(ge=0, le=100)]
+Category = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+]
+"""A message category (`marketing`, `reminders`, `receipts`): frequency caps and quiet hours
+can target one."""
+DEFAULT_CATEGORY = "marketing"
 
 
 def _bounded(value: timedelta, *, allow_zero: bool = True) -> timedelta:
@@ -216,6 +222,20 @@ class Step(_Strict):
     )
     channels: list[Channel] = Field(default_factory=list, max_length=4)
     condition: StepCondition | None = None
+    category: Category = Field(
+        DEFAULT_CATEGORY,
+        description="The message's category: frequency caps and quiet-hours overrides with a "
+        "category apply to this step only if it names the same one.",
+    )
+    transactional: bool = Field(
+        False,
+        description="A message the user expects (receipt, password reset): it ignores every "
+        "frequency cap, quiet hours (also overrides), min_gap and send-time optimisation, and "
+        "no cap or min_gap counts it. Consent, allowed_channels, budgets (spending ceilings), "
+        "max_messages_per_enrollment, the holdout, pauses and the kill switch still apply. "
+        "Its activities (command_emitted, step_skipped, message_suppressed) carry "
+        "details.transactional: true.",
+    )
     wait_for: WaitFor | None = None
     branches: list[BranchRule] = Field(default_factory=list, max_length=10)
     paths: list[SplitPath] = Field(
@@ -249,7 +269,9 @@ class Step(_Strict):
                 errors.append((("channels",), "channels must not repeat", self.channels))
             if self.branches:
                 errors.append((("branches",), "only branch steps have branches", None))
-        elif self.kind == "branch" and not self.branches:
+        elif self.transactional:
+            errors.append((("transactional",), "only message steps are transactional", True))
+        if self.kind == "branch" and not self.branches:
             errors.append((("branches",), "a branch step needs at least one branch rule", []))
         if self.kind == "split":
             if self.branches:
@@ -419,7 +441,14 @@ class FrequencyCap(_Strict):
     max: int = Field(ge=1, le=MAX_CAP)
     per: timedelta | None = Field(None, description="Rolling window; omit with calendar_day.")
     calendar_day: bool = Field(False, description="Per calendar day in the user's time zone.")
-    channel: Channel | None = None
+    channel: Channel | None = Field(
+        None, description="Count and limit only sends on this channel (omit: every channel)."
+    )
+    category: Category | None = Field(
+        None,
+        description="Count only sends of steps of this category, and limit only such steps "
+        "(omit: every category). Transactional steps are never counted nor limited.",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> FrequencyCap:
@@ -447,9 +476,38 @@ class QuietHours(_Strict):
         return self
 
 
+class QuietHoursOverride(_Strict):
+    """Quiet hours of its own for a channel, a category, or a channel and a category, instead
+    of the level's `quiet_hours`; `quiet_hours: null` opts them out (in-app: none)."""
+
+    channel: Channel | None = None
+    category: Category | None = None
+    quiet_hours: QuietHours | None = Field(
+        description="The window for these sends, or null for no quiet hours at all."
+    )
+
+    @model_validator(mode="after")
+    def _targets(self) -> QuietHoursOverride:
+        if self.channel is None and self.category is None:
+            message = "give a channel, a category, or both"
+            raise _field_errors("QuietHoursOverride", [(("channel",), message, None)])
+        return self
+
+
 class Guardrails(_Strict):
     frequency_caps: list[FrequencyCap] = Field(default_factory=list, max_length=10)
-    quiet_hours: QuietHours | None = None
+    quiet_hours: QuietHours | None = Field(
+        None, description="Every send's quiet hours, unless an override targets it."
+    )
+    quiet_hours_overrides: list[QuietHoursOverride] = Field(
+        default_factory=list,
+        max_length=20,
+        description=(
+            "Per channel and/or category quiet hours. The most specific override that matches "
+            "a send replaces `quiet_hours` for it: channel and category, then channel alone, "
+            "then category alone. A send must still satisfy both levels."
+        ),
+    )
     min_gap: timedelta | None = None
     daily_send_budget: dict[Channel, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
     daily_cost_budget: float | None = Field(None, ge=0)
@@ -468,6 +526,20 @@ class Guardrails(_Strict):
             "it ends the enrollment with reason deferral_expired. The shorter level's applies."
         ),
     )
+
+    @model_validator(mode="after")
+    def _distinct_overrides(self) -> Guardrails:
+        seen: set[tuple[Channel | None, str | None]] = set()
+        errors: list[tuple[Loc, str, object]] = []
+        for i, override in enumerate(self.quiet_hours_overrides):
+            target = (override.channel, override.category)
+            if target in seen:
+                message = "another override targets the same channel and category"
+                errors.append((("quiet_hours_overrides", i), message, None))
+            seen.add(target)
+        if errors:
+            raise _field_errors("Guardrails", errors)
+        return self
 
     @field_validator("min_gap")
     @classmethod
@@ -593,6 +665,17 @@ class KillSwitch(_Strict):
     paused_configs: list[str] = Field(default_factory=list, max_length=10_000)
 
 
+class GlobalControl(_Strict):
+    """A sticky share of the workspace's users that no sequence messages, to measure the
+    whole program. Membership is a hash of (workspace, salt, user), independent of every
+    sequence's arm, split and variant hash: raising `pct` only adds users, lowering it only
+    releases some; a new `salt` draws a new group. It is decided when a user enrolls (the arm
+    of record): an enrollment open when the share changes finishes in its arm."""
+
+    pct: float = Field(0.0, ge=0, le=50, description="Share of users held out, 0 = off.")
+    salt: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
 class WorkspaceSettings(_Strict):
     """Guardrails across all of a workspace's sequences; a send must satisfy both levels."""
 
@@ -600,8 +683,15 @@ class WorkspaceSettings(_Strict):
     default_timezone: str = "UTC"
     guardrails: Guardrails = Guardrails()
     kill_switch: KillSwitch = KillSwitch()
+    global_control: GlobalControl = GlobalControl()
     version: int = Field(1, ge=1)
     updated_at: datetime | None = None
+    test_users: list[UserId] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Internal user ids that may receive test sends (`POST …/test-send`); "
+        "no other user can (none by default).",
+    )
 
     @field_validator("default_timezone")
     @classmethod

@@ -29,6 +29,7 @@ from sme.core.guardrails import Ledger, Level
 from sme.core.ids import stable_id
 from sme.core.records import build
 from sme.core.stats import StatDelta, StatsView
+from sme.core.targeting import cap_counts
 from sme.core.timeutil import MS, to_ms
 from sme.core.user_state import MAX_TOUCHES, Enrollment, Touch, UserState
 from sme.core.working import Working
@@ -202,7 +203,7 @@ class Decision:
         every: list[int] = []
         by_config: dict[str, list[int]] = {}
         for i, t in enumerate(touches):
-            if t.channel is not None:
+            if t.channel is not None and not t.transactional:  # what guardrails count
                 every.append(i)
                 by_config.setdefault(t.config_id, []).append(i)
         levels: list[tuple[Guardrails, list[int]]] = [
@@ -220,7 +221,7 @@ class Decision:
                 counted = [
                     i
                     for i in sends
-                    if touches[i].at_ms > since and cap.channel in (None, touches[i].channel)
+                    if touches[i].at_ms > since and cap_counts(cap, touches[i], cap.channel)
                 ]
                 keep.update(counted[-cap.max :])
         return [t for i, t in enumerate(touches) if i in keep]
@@ -229,7 +230,9 @@ class Decision:
         return next((t for t in reversed(self.state.touches) if t.config_id == config_id), None)
 
     def levels(self, config: SequenceConfig) -> list[Level]:
-        sent = [t for t in self.state.touches if t.channel is not None]
+        """Both levels, each with the sends its caps and gap count: no holdout suppression
+        and no transactional send."""
+        sent = [t for t in self.state.touches if t.channel is not None and not t.transactional]
         levels = [
             Level(
                 f"c:{config.id}", config.guardrails, [t for t in sent if t.config_id == config.id]

@@ -8,6 +8,11 @@ or after t when I allow a send on this channel", and these are iterated to a fix
 channel. A channel no moment allows (a budget of zero, quiet hours covering the whole day) is
 never waited for.
 
+Caps and quiet hours can target a channel and a message category (`targeting`). A
+transactional send meets no cap, quiet hours or minimum gap, and no cap or gap counts it; the
+rest binds it as any send: allowed channels, consent, and the budgets, which are spending
+ceilings (a transactional step at a budget follows its level's `on_limit`).
+
 Daily budgets are split across partitions into quotas whose sum is the budget, so the total is
 never exceeded. The remainder of an integral budget rotates with the UTC day, so over any
 `partitions` consecutive days every partition gets its turn (a budget of 5 over 6 partitions
@@ -24,6 +29,7 @@ from typing import NamedTuple
 from sme.contracts.channels import Channel
 from sme.contracts.reasons import Reason
 from sme.contracts.sequences import FrequencyCap, Guardrails
+from sme.core.targeting import MARKETING, SendKind, cap_counts, cap_limits, quiet_hours_for
 from sme.core.timeutil import (
     from_ms,
     local_date,
@@ -46,7 +52,7 @@ class Level:
 
     scope: str  # ledger scope: "c:<config id>" or "w:<workspace id>"
     rules: Guardrails
-    touches: Sequence[Touch]  # real sends this level counts (not holdout suppressions)
+    touches: Sequence[Touch]  # real, non-transactional sends (not holdout suppressions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +104,10 @@ def evaluate(
     ledger: Ledger,
     partition: int,
     partitions: int,
+    kind: SendKind = MARKETING,
 ) -> Verdict:
-    """Check every guardrail of every level for a message that could go on `candidates`."""
+    """Check every guardrail of every level for a message of `kind` that could go on
+    `candidates`."""
     dropped: dict[str, str] = {}
     channels = list(candidates)
     for level in levels:
@@ -118,12 +126,12 @@ def evaluate(
             dropped=dropped,
         )
 
-    if _all_allow_now(channels, levels, now, tz, ledger, partition, partitions):
+    if _all_allow_now(channels, levels, now, tz, ledger, partition, partitions, kind):
         return Verdict(tuple(channels), dropped=dropped)  # the common case, without the search
     sendable: list[Channel] = []
     waits: list[tuple[datetime, Channel, Reason | None]] = []
     skipped: list[tuple[Channel, Reason]] = []
-    by_channel = _rules(channels, levels, tz, ledger, partition, partitions)
+    by_channel = _rules(channels, levels, tz, ledger, partition, partitions, kind)
     for channel in channels:
         rules = by_channel[channel]
         moment, reason = earliest(rules, now)
@@ -155,6 +163,7 @@ def _all_allow_now(
     ledger: Ledger,
     partition: int,
     partitions: int,
+    kind: SendKind,
 ) -> bool:
     """Whether every rule `_rules` would list for every channel allows `now` itself (each
     rule's `next_ok(now) == now`): then every channel is sendable and the earliest-moment
@@ -164,13 +173,14 @@ def _all_allow_now(
     for level in levels:
         rules = level.rules
         touches = level.touches
-        quiet = rules.quiet_hours
-        if quiet is not None and next_time_outside(now, tz, quiet.start, quiet.end) != now:
-            return False
-        gap = rules.min_gap
-        if gap is not None and touches and from_ms(max(t.at_ms for t in touches)) + gap > now:
+        timing_ok = kind.transactional or _timing_allows_now(
+            rules, channels, touches, now, tz, kind
+        )
+        if not timing_ok:
             return False
         for cap in rules.frequency_caps:
+            if not cap_limits(cap, kind):
+                continue
             if cap.channel is None:
                 if _cap_full(cap, touches, tz, now, None):
                     return False
@@ -200,6 +210,26 @@ def _all_allow_now(
     return True
 
 
+def _timing_allows_now(
+    rules: Guardrails,
+    channels: Sequence[Channel],
+    touches: Sequence[Touch],
+    now: datetime,
+    tz: str,
+    kind: SendKind,
+) -> bool:
+    """Quiet hours (each channel's own, with overrides) and the minimum gap allow `now`."""
+    if rules.quiet_hours_overrides:
+        windows = {quiet_hours_for(rules, channel, kind) for channel in channels}
+    else:
+        windows = {rules.quiet_hours}
+    for quiet in windows:
+        if quiet is not None and next_time_outside(now, tz, quiet.start, quiet.end) != now:
+            return False
+    gap = rules.min_gap
+    return not (gap is not None and touches and from_ms(max(t.at_ms for t in touches)) + gap > now)
+
+
 def _cap_full(
     cap: FrequencyCap, touches: Sequence[Touch], tz: str, now: datetime, channel: Channel | None
 ) -> bool:
@@ -208,15 +238,13 @@ def _cap_full(
     per = cap.per
     if per is not None:
         start = to_ms(now - per)
-        count = sum(
-            1 for t in touches if t.at_ms > start and (channel is None or t.channel == channel)
-        )
+        count = sum(1 for t in touches if t.at_ms > start and cap_counts(cap, t, channel))
         return count >= cap.max
     today = local_date(now, tz)
     count = sum(
         1
         for t in touches
-        if (channel is None or t.channel == channel) and local_date(from_ms(t.at_ms), tz) == today
+        if cap_counts(cap, t, channel) and local_date(from_ms(t.at_ms), tz) == today
     )
     return count >= cap.max
 
@@ -283,24 +311,34 @@ def _rules(
     ledger: Ledger,
     partition: int,
     partitions: int,
+    kind: SendKind = MARKETING,
 ) -> dict[Channel, list[_Rule]]:
-    """Every rule of every level that applies to a message on each channel: timing first
-    (quiet hours, gaps), then caps, then budgets. Rules that apply to every channel are built
-    once and remember their answers, so several channels cost little more than one."""
+    """Every rule of every level that applies to a message of `kind` on each channel: timing
+    first (quiet hours, gaps), then caps, then budgets. Rules that apply to every channel (and
+    quiet hours shared by channels) are built once and remember their answers, so several
+    channels cost little more than one."""
     timing: list[_Rule] = []
     shared: list[_Rule] = []
+    quiet_rules: dict[tuple[time, time], _Rule] = {}
+    quiet_by_channel: dict[Channel, list[_Rule]] = {channel: [] for channel in channels}
     for level in levels:
         rules = level.rules
         skips = rules.on_limit == "skip"
-        quiet = rules.quiet_hours
-        if quiet is not None:
-            rule = _outside(tz, quiet.start, quiet.end)
-            timing.append(_Rule(_memo(rule), Reason.QUIET_HOURS, skips=False))
+        if kind.transactional:
+            continue  # no quiet hours, gap or cap for it: budgets only, below
+        for channel in channels:
+            quiet = quiet_hours_for(rules, channel, kind)
+            if quiet is not None:
+                window = (quiet.start, quiet.end)
+                if window not in quiet_rules:
+                    rule = _outside(tz, quiet.start, quiet.end)
+                    quiet_rules[window] = _Rule(_memo(rule), Reason.QUIET_HOURS, skips=False)
+                quiet_by_channel[channel].append(quiet_rules[window])
         if rules.min_gap is not None and level.touches:
             free = from_ms(max(t.at_ms for t in level.touches)) + rules.min_gap
             timing.append(_Rule(_not_before(free), Reason.MIN_GAP, skips=False))
         for cap in rules.frequency_caps:
-            if cap.channel is None:
+            if cap.channel is None and cap_limits(cap, kind):
                 rule = _cap(cap, level.touches, tz)
                 shared.append(_Rule(_memo(rule), Reason.FREQUENCY_CAP, skips))
     # A level's cost spend is the same whatever the channel: read once per day asked about.
@@ -310,12 +348,12 @@ def _rules(
     ]
     out: dict[Channel, list[_Rule]] = {}
     for channel in channels:
-        limits = timing + shared
+        limits = quiet_by_channel[channel] + timing + shared
         for level, level_cost in zip(levels, cost_spent, strict=True):
             rules = level.rules
             skips = rules.on_limit == "skip"
             for cap in rules.frequency_caps:
-                if cap.channel == channel:
+                if cap.channel == channel and cap_limits(cap, kind):
                     rule = _cap(cap, level.touches, tz)
                     limits.append(_Rule(rule, Reason.FREQUENCY_CAP, skips))
             limit = rules.daily_send_budget.get(channel)
@@ -404,7 +442,7 @@ def _budget(
 
 def _cap(cap: FrequencyCap, touches: Sequence[Touch], tz: str) -> NextOk:
     """A cap counts sends already made (all at or before now), so once free it stays free."""
-    relevant = sorted(t.at_ms for t in touches if cap.channel is None or t.channel == cap.channel)
+    relevant = sorted(t.at_ms for t in touches if cap_counts(cap, t, cap.channel))
     per = cap.per
 
     if per is not None:

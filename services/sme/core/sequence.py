@@ -25,6 +25,7 @@ from sme.core.conditions import holds
 from sme.core.content import data_attributes, remember_trigger
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
 from sme.core.evolve import PerObject, evolve
+from sme.core.global_control import enrollment_arm
 from sme.core.stats import (
     conversion_deltas,
     deltas,
@@ -299,46 +300,52 @@ class _EventDecision(Decision):
     # --- entries ----------------------------------------------------------------------------
     def entries(self, event: Event) -> None:
         for config in self.ctx.configs.values():
-            if self.status(config) is not Status.ACTIVE:
-                continue
-            if event.type not in config.entry.event_types:
-                continue
-            if self.state.enrollment(config.id) is not None:
-                continue
-            if not all(_filter_holds(f, self.state, event) for f in config.entry.filters):
-                continue
-            if config.entry.when is not None and not self._holds_on(config.entry.when, event):
-                continue
-            past = self.state.past.get(config.id)
-            if past is not None and not _reentry_allowed(config, past, self.now_ms):
-                self.add(
-                    self.activity(
-                        ActivityType.ENROLLMENT_SKIPPED,
-                        config.id,
-                        {},
-                        discriminator=event.event_id,
-                        reason=Reason.REENTRY_BLOCKED,
-                        seq=past.seq,
-                    )
+            if event.type in config.entry.event_types:
+                self.enter(config, event)
+
+    def enter(self, config: SequenceConfig, event: Event) -> Reason | None:
+        """Enroll the user if the sequence admits them on this event (None), else why not. The
+        event path is silent on a sequence not ACTIVE, an enrollment already running and an
+        unmet filter; a list enrollment (`core.enroll`) records those reasons itself."""
+        if self.status(config) is not Status.ACTIVE:
+            return Reason.NOT_ACTIVE
+        if self.state.enrollment(config.id) is not None:
+            return Reason.ALREADY_ENROLLED
+        if not all(_filter_holds(f, self.state, event) for f in config.entry.filters):
+            return Reason.FILTER_NOT_MATCHED
+        if config.entry.when is not None and not self._holds_on(config.entry.when, event):
+            return Reason.FILTER_NOT_MATCHED
+        past = self.state.past.get(config.id)
+        if past is not None and not _reentry_allowed(config, past, self.now_ms):
+            self.add(
+                self.activity(
+                    ActivityType.ENROLLMENT_SKIPPED,
+                    config.id,
+                    {},
+                    discriminator=event.event_id,
+                    reason=Reason.REENTRY_BLOCKED,
+                    seq=past.seq,
                 )
-                continue
-            if len(self.state.enrollments) >= MAX_ENROLLMENTS:
-                self.add(
-                    self.activity(
-                        ActivityType.ENROLLMENT_SKIPPED,
-                        config.id,
-                        {},
-                        discriminator=event.event_id,
-                        reason=Reason.TOO_MANY_ENROLLMENTS,
-                    )
+            )
+            return Reason.REENTRY_BLOCKED
+        if len(self.state.enrollments) >= MAX_ENROLLMENTS:
+            self.add(
+                self.activity(
+                    ActivityType.ENROLLMENT_SKIPPED,
+                    config.id,
+                    {},
+                    discriminator=event.event_id,
+                    reason=Reason.TOO_MANY_ENROLLMENTS,
                 )
-                continue
-            self._enroll(config, past, event)
+            )
+            return Reason.TOO_MANY_ENROLLMENTS
+        self._enroll(config, past, event)
+        return None
 
     def _enroll(self, config: SequenceConfig, past: Past | None, event: Event) -> None:
         seq = past.seq + 1 if past else 1
         exposed = self._exposed_arm(config, past) if past else None
-        arm = arm_of_record(config.id, self.state.user_id, config.experiment, exposed)
+        arm = enrollment_arm(self.ctx.workspace, config, self.state.user_id, exposed)
         first = config.steps[0]
         trigger, trigger_omitted = remember_trigger(config, event.properties)
         enrollment = Enrollment(

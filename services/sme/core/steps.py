@@ -31,11 +31,17 @@ from sme.core.stats import (
     send_hour_deltas,
     unsubscribe_deltas,
 )
+from sme.core.targeting import kind_of, quiet_windows
 from sme.core.timeutil import MS, local_hour, to_ms
 from sme.core.user_state import Enrollment, Touch, short_command_id
 from sme.core.working import Working
 
 _CHANNELS = {channel.value: channel for channel in Channel}
+SUPPRESSED_ARMS: Mapping[Arm, Reason] = {
+    Arm.HOLDOUT: Reason.HOLDOUT,
+    Arm.GLOBAL_CONTROL: Reason.GLOBAL_CONTROL,
+}
+"""Arms that walk the steps without a message, and the reason each suppression records."""
 
 
 class StepResult(Enum):
@@ -149,22 +155,21 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
         d.ledger(),
         d.ctx.partition,
         d.ctx.partitions,
+        kind_of(step),
     )
     if verdict.skip:
-        d.add(
-            d.step_activity(
-                ActivityType.STEP_SKIPPED, enrollment, verdict.reason, {"dropped": verdict.dropped}
-            )
-        )
+        details = {"dropped": verdict.dropped, **_transactional(step)}
+        d.add(d.step_activity(ActivityType.STEP_SKIPPED, enrollment, verdict.reason, details))
         return _moved(d, enrollment, config, "next", None, StepResult.SKIPPED)
     deadline = _deferral_deadline(enrollment, config, step, levels)
     if verdict.defer_until is not None:
         return _deferred(d, enrollment, verdict.defer_until, verdict.reason, deadline)
     group = context_group(d.state.profile, config.adaptive.context_attributes)
-    if enrollment.arm is Arm.HOLDOUT:
+    if enrollment.arm in SUPPRESSED_ARMS:
         return _suppressed(d, enrollment, config, step, verdict, group)
-    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed:
-        quiet = [lv.rules.quiet_hours for lv in levels if lv.rules.quiet_hours is not None]
+    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed and not step.transactional:
+        rules = [lv.rules for lv in levels]
+        quiet = quiet_windows(rules, verdict.channels, kind_of(step))
         send_time = config.adaptive.send_time
         population = (
             policy.population_hours(d.ctx.stats, config.id, group)
@@ -176,6 +181,12 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
             d.defer(enrollment, best, Reason.SEND_TIME_OPTIMISED)
             return StepResult.DEFERRED
     return _send(d, enrollment, config, step, verdict, levels, group)
+
+
+def _transactional(step: Step) -> dict[str, bool]:
+    """Marks the activities of a transactional step that did not go out (a budget, consent,
+    the holdout), so a missing receipt is explained as one."""
+    return {"transactional": True} if step.transactional else {}
 
 
 def _deferred(
@@ -196,14 +207,15 @@ def _suppressed(
     verdict: Verdict,
     group: str,
 ) -> StepResult:
-    """The holdout walks the steps like a send, without a message."""
-    d.remember(Touch(d.now_ms, config.id, step.id, None, "", Arm.HOLDOUT, step.variants[0], group))
+    """The holdout (and the global control) walks the steps like a send, without a message."""
+    arm = enrollment.arm
+    d.remember(Touch(d.now_ms, config.id, step.id, None, "", arm, step.variants[0], group))
     d.add(
         d.step_activity(
             ActivityType.MESSAGE_SUPPRESSED,
             enrollment,
-            Reason.HOLDOUT,
-            {"channel": verdict.channels[0].value},
+            SUPPRESSED_ARMS[arm],
+            {"channel": verdict.channels[0].value, **_transactional(step)},
         )
     )
     return _moved(d, enrollment, config, "next", None, StepResult.SENT, enrollment.sent + 1)
@@ -261,6 +273,8 @@ def _send(
                 "template": command.template,
                 "group": group,
                 "dropped": verdict.dropped,
+                "category": step.category,
+                "transactional": step.transactional,
                 **({"data_omitted": command.data.omitted} if command.data.omitted else {}),
             },
             channel=channel,
@@ -278,6 +292,8 @@ def _send(
             enrollment.arm,
             variant_choice.value,
             group,
+            category=step.category,
+            transactional=step.transactional,
         )
     )
     affinity = d.state.affinity

@@ -13,7 +13,7 @@ from typing import Any
 from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm
 from sme.contracts.events import AttributeValue, Event
-from sme.contracts.sequences import MAX_CAP
+from sme.contracts.sequences import DEFAULT_CATEGORY, MAX_CAP
 from sme.core.evolve import evolve
 from sme.core.timeutil import from_ms, opt_from_ms, opt_to_ms, to_ms
 
@@ -59,6 +59,8 @@ class Touch:
     variant: str
     group: str = "*"
     rewarded: bool = False
+    category: str = DEFAULT_CATEGORY  # what category caps count
+    transactional: bool = False  # no cap or minimum gap counts it
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,8 +281,10 @@ def _enrollment_from(r: list[Any]) -> Enrollment:
 
 
 def _touch_row(t: Touch) -> list[Any]:
+    """The category and the transactional flag are written only when not the defaults, so a
+    touch of an uncategorised marketing step costs no more than before categories."""
     code = -1 if t.channel is None else CHANNEL_CODES[t.channel]
-    return [
+    row: list[Any] = [
         t.at_ms,
         t.config_id,
         t.step_id,
@@ -291,11 +295,31 @@ def _touch_row(t: Touch) -> list[Any]:
         t.group,
         int(t.rewarded),
     ]
+    if t.transactional:
+        row.extend((t.category, 1))
+    elif t.category != DEFAULT_CATEGORY:
+        row.append(t.category)
+    return row
 
 
 def _touch_from(r: list[Any]) -> Touch:
+    """Rows stored before categories have nine fields: a marketing, non-transactional send."""
     channel = None if r[3] == -1 else CODE_CHANNELS[r[3]]
-    return Touch(int(r[0]), r[1], r[2], channel, r[4], CODE_ARMS[r[5]], r[6], r[7], bool(r[8]))
+    category = str(r[9]) if len(r) > 9 else DEFAULT_CATEGORY
+    transactional = bool(r[10]) if len(r) > 10 else False
+    return Touch(
+        int(r[0]),
+        r[1],
+        r[2],
+        channel,
+        r[4],
+        CODE_ARMS[r[5]],
+        r[6],
+        r[7],
+        bool(r[8]),
+        category,
+        transactional,
+    )
 
 
 __all__ = [

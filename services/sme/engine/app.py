@@ -47,8 +47,10 @@ from sme.contracts.engine_inputs import (
     SourcePositionRef,
     TimerTick,
 )
+from sme.contracts.enrollments import EnrollRequest
 from sme.contracts.sequences import SequenceConfig, Status
 from sme.core import sequence
+from sme.core.enroll import on_enroll
 from sme.core.ids import incarnation, stable_id
 from sme.core.intake import Rejection, dead_letter, parse_event, rejected_activity
 from sme.core.retention import expired_ledger_keys
@@ -390,6 +392,8 @@ class Engine:
                 extra.extend(self._decide_event(batch, item, message, now))
             elif isinstance(item, TimerTick):
                 extra.extend(self._decide_tick(batch, item.users, message, now, woken))
+            elif isinstance(item, EnrollRequest):
+                extra.extend(self._decide_enroll(batch, item, message, now))
             else:
                 self._erase(batch, item, message.partition, now)
         self.crash_points.reached("decided")
@@ -443,6 +447,26 @@ class Engine:
         batch.record(key, parsed.user_id.encode(), message.partition, outcome, before=state)
         self._count_stats(outcome, message.partition, to_ms(now))
         self.metrics.events_in.labels(self.metrics.event_type_label(parsed.type)).inc()
+        return []
+
+    def _decide_enroll(
+        self, batch: Batch, item: EnrollRequest, message: Any, now: datetime
+    ) -> list[Outgoing]:
+        """A listed user's entry (`core.enroll`), decided like an event: RNG and a new
+        state's incarnation from the record's position."""
+        key = state_key(item.workspace_id, item.user_id).encode()
+        position = (message.topic, message.partition, message.offset)
+        state = batch.state(key) or UserState.new(
+            item.workspace_id, item.user_id, incarnation(*position)
+        )
+        try:
+            ctx = self._context(batch, item.workspace_id, message)
+            outcome = on_enroll(state, item, now, rng_for(*position), ctx)
+        except Exception as exc:
+            log.exception("enrolling %s[%s]@%s failed", *_position(message))
+            return self._rejection(_processing_error(exc), message)
+        batch.record(key, item.user_id.encode(), message.partition, outcome, before=state)
+        self._count_stats(outcome, message.partition, to_ms(now))
         return []
 
     def _decide_tick(

@@ -33,6 +33,8 @@ from sme.gateway.configs_api import API, Caller
 from sme.gateway.configs_api import router as configs_router
 from sme.gateway.dashboard import STATIC, check_assets
 from sme.gateway.dashboard import router as dashboard_router
+from sme.gateway.enrollments_api import WIDER_BODIES
+from sme.gateway.enrollments_api import router as enrollments_router
 from sme.gateway.http_guards import (
     CSP,
     MAX_BODY,
@@ -43,6 +45,7 @@ from sme.gateway.http_guards import (
 from sme.gateway.metrics import GatewayMetrics
 from sme.gateway.openapi_docs import install as install_openapi
 from sme.gateway.params import MOMENT_MAX, MOMENT_MIN, Moment
+from sme.gateway.preview_api import router as preview_router
 from sme.gateway.sink import ActivitySink
 from sme.gateway.sql_api import router as sql_router
 from sme.gateway.users_api import ErasureRecorder
@@ -70,7 +73,8 @@ class GatewayApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         return ResponseGuards(
-            BodyLimit(super().build_middleware_stack(), MAX_BODY), lambda: self.router.routes
+            BodyLimit(super().build_middleware_stack(), MAX_BODY, WIDER_BODIES),
+            lambda: self.router.routes,
         )
 
 
@@ -159,8 +163,10 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     install_openapi(app)
     app.state.auth = authenticator
     app.include_router(configs_router)
+    app.include_router(preview_router)
     app.include_router(sql_router)
     app.include_router(users_router)
+    app.include_router(enrollments_router)
     app.include_router(dashboard_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     check_assets()

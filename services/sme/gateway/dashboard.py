@@ -18,6 +18,7 @@ from sme.contracts.sequences import SequenceConfig
 from sme.core.roi import Economics
 from sme.gateway.configs_api import API, Caller, FromDate, ToDate, report_window
 from sme.storage.dashboard import overview, sequence_dashboard
+from sme.storage.program import program_overview
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -48,13 +49,20 @@ async def dashboard_overview(
     from_: FromDate = None,
     to: ToDate = None,
 ) -> dict[str, Any]:
-    """Every sequence the caller may see, with its headline figures over the window."""
+    """Every sequence the caller may see, with its headline figures over the window, and per
+    workspace (`program`) the whole program against its global control group: treated and
+    control conversion rates and revenue per user, incremental conversions and revenue with
+    95% CIs (`status`: `ok`, `too_small` or `off`)."""
     started = time.perf_counter()
     start, end = report_window(from_, to)
     gw = request.app.state.gw
     configs = [c for c in gw.configs.registry.all_configs() if who.may_see(c.workspace_id)]
     await gw.rollup.refresh()
     figures = await overview(gw.store, [(c.workspace_id, c.id) for c in configs], start, end)
+    workspaces = sorted({c.workspace_id for c in configs})
+    program = await program_overview(
+        gw.store, [gw.configs.workspace(w) for w in workspaces], start, end
+    )
     items = [
         {**_summary(c), "figures": figures.get(c.id)}
         for c in sorted(configs, key=lambda c: (c.workspace_id, c.name, c.id))
@@ -63,6 +71,7 @@ async def dashboard_overview(
         "from": start.isoformat(),
         "to": end.isoformat(),
         "items": items,
+        "program": program,
         "took_ms": round((time.perf_counter() - started) * 1000, 1),
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from fastapi.routing import iter_route_contexts
 from starlette._utils import get_route_path
@@ -43,19 +43,30 @@ class BodyTooLargeError(HTTPException):
 
 class BodyLimit:
     """413 for a declared `Content-Length` over the limit before anything is read, and for a
-    body (any transfer encoding) whose received bytes pass the limit, at that chunk."""
+    body (any transfer encoding) whose received bytes pass the limit, at that chunk. `wider`
+    names the few paths (by regular expression) allowed a larger body, e.g. list uploads."""
 
-    def __init__(self, app: ASGIApp, max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int = MAX_BODY,
+        wider: Sequence[tuple[re.Pattern[str], int]] = (),
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.wider = tuple(wider)
+
+    def limit(self, path: str) -> int:
+        return next((n for pattern, n in self.wider if pattern.fullmatch(path)), self.max_body)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_body = self.limit(scope.get("path", ""))
         declared = _header(scope, b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
-            await _too_large(self.max_body)(scope, receive, send)
+        if declared is not None and (not declared.isdigit() or int(declared) > max_body):
+            await _too_large(max_body)(scope, receive, send)
             return
         received = 0
         started = False
@@ -65,8 +76,8 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLargeError(self.max_body)
+                if received > max_body:
+                    raise BodyTooLargeError(max_body)
             return message
 
         async def watched(message: Message) -> None:
@@ -79,7 +90,7 @@ class BodyLimit:
         except BodyTooLargeError:
             if started:
                 raise
-            await _too_large(self.max_body)(scope, receive, send)
+            await _too_large(max_body)(scope, receive, send)
 
 
 def _too_large(limit: int) -> JSONResponse:

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ConfigDict
 
+from sme.contracts.preview import request_schemas
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
 
 REF = "#/components/schemas/{model}"
@@ -21,7 +22,7 @@ REF = "#/components/schemas/{model}"
 SEQUENCE_SERVER_FIELDS = ("id", "version", "created_at", "updated_at", "status_reason")
 # Fields a merge patch merges into the current object rather than replacing.
 MERGED_OBJECTS = ("entry", "exit", "adaptive", "guardrails", "experiment")
-WORKSPACE_WRITABLE = ("default_timezone", "guardrails")
+WORKSPACE_WRITABLE = ("default_timezone", "guardrails", "global_control", "test_users")
 
 
 class ErrorMessage(BaseModel):
@@ -140,6 +141,7 @@ def body_schemas() -> dict[str, Any]:
     }
     zone = out["WorkspaceSettingsUpdate"]["properties"]["default_timezone"]
     zone["enum"] = sorted(available_timezones())
+    out.update(request_schemas(REF))
     return out
 
 

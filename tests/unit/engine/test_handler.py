@@ -1,7 +1,8 @@
 """The engine's handler without a broker: the Engine built with Faust's in-memory store, its
 batch handler (`decide_batch`, what the decide agent calls for each batch) driven with fake
 input messages. A signup in gives the command and the activities out, then the user's state
-and the partition's position stored, in that order; the same input again is skipped.
+and the partition's position stored, in that order; the same input again is skipped. A list
+enrollment is decided the same way, and a re-sent one enrolls nobody twice.
 
 Faust's `agent.test_context()` is not used: the agent waits for the config mirror, batches
 with `take_events` and sends through `app.producer`, which the test context leaves pointed at
@@ -23,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from sme.contracts.config_records import SequenceRecord, record_key
 from sme.contracts.engine_inputs import ForwardedEvent, SourcePositionRef
+from sme.contracts.enrollments import EnrollRequest
 from sme.contracts.events import Event
 from sme.contracts.sequences import SequenceConfig
 from sme.core.user_state import UserState, state_key
@@ -216,3 +218,43 @@ async def test_an_input_below_the_stored_position_is_skipped(engine: tuple[Engin
     assert [e for e in again if e[1] == "users"] == [], "and its state is stored"
     assert app.positions[str(PARTITION).encode()] == 1
     assert app.metrics.registry.get_sample_value("sme_inputs_replayed_total") == 1
+
+
+def listed(offset: int, batch_id: str = "b-1") -> FakeEvent:
+    request = EnrollRequest(
+        workspace_id="acme",
+        config_id="welcome",
+        batch_id=batch_id,
+        user_id="ada",
+        attributes={"plan": "pro"},
+        requested_at=NOW,
+    )
+    return FakeEvent(
+        Message(
+            topic="sme.inputs",
+            partition=PARTITION,
+            offset=offset,
+            key=state_key("acme", "ada").encode(),
+            value=request.model_dump_json().encode(),
+        )
+    )
+
+
+async def test_a_list_enrollment_in_gives_the_first_command_and_a_resent_one_nothing_more(
+    engine: tuple[Engine, Log],
+) -> None:
+    app, log = engine
+
+    await app.decide_batch([listed(offset=0), listed(offset=1)])  # the gateway sent it twice
+
+    sends = [(topic, value) for kind, topic, _, value in log.entries if kind == "send"]
+    commands = [v for t, v in sends if t == "sme.commands.email"]
+    assert [(c["user_id"], c["step_id"]) for c in commands] == [("ada", "hello")]
+    (record,) = [v for t, v in sends if t == "sme.activities"]
+    kinds = [a["type"] for a in record["activities"]]
+    assert kinds[:2] == ["enrolled", "exposure"]
+    assert kinds[-1] == "event_duplicate"
+    state = UserState.from_dict(app.users[state_key("acme", "ada").encode()])
+    assert state.profile.attributes == {}, "no sequence asks about `plan`: not kept"
+    assert [e.config_id for e in state.enrollments] == ["welcome"]
+    assert app.positions[str(PARTITION).encode()] == 2

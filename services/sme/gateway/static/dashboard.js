@@ -471,6 +471,44 @@ async function download(event) {
 }
 
 // ---------- the overview page ----------
+// The program against each workspace's global control group; figures only when both groups
+// are large enough (the API's `status`), else it says why.
+const PROGRAM_STATUS = {
+  off: "global control off",
+  too_small: "control group too small",
+};
+function programTable(program) {
+  const count = (v) => v.toFixed(1);
+  const interval = (i, f) => (i ? `${f(i.estimate)} (95% CI ${f(i.ci95_low)} .. ${f(i.ci95_high)})` : null);
+  const rows = (program || []).map((p) => {
+    const ok = p.status === "ok";
+    const note = PROGRAM_STATUS[p.status] || "";
+    const conv = p.incremental_conversions;
+    const rev = p.incremental_revenue;
+    return {
+      id: "program-" + p.workspace_id,
+      data: {
+        workspace: p.workspace_id, status: p.status,
+        incrementalConversions: conv ? String(conv.estimate) : null,
+        incrementalRevenue: rev ? String(rev.estimate) : null,
+      },
+      cells: [
+        [p.workspace_id], [fmt.pct(p.pct / 100), "num"],
+        [fmt.int(p.treated.users), "num"], [fmt.int(p.control.users), "num"],
+        [fmt.pct(p.treated.conversion_rate), "num"], [fmt.pct(p.control.conversion_rate), "num"],
+        [fmt.money(p.treated.revenue_per_user), "num"], [fmt.money(p.control.revenue_per_user), "num"],
+        [ok ? interval(conv, count) : note, ok ? "num" : "muted"],
+        [ok ? interval(rev, fmt.money) : note, ok ? "num" : "muted"],
+      ],
+    };
+  });
+  return table("program-table",
+    [["workspace"], ["control share", "num"], ["treated users", "num"], ["control users", "num"],
+      ["treated conv. rate", "num"], ["control conv. rate", "num"], ["treated revenue / user", "num"],
+      ["control revenue / user", "num"], ["incremental conversions", "num"], ["incremental revenue", "num"]],
+    rows, "no workspace in view");
+}
+
 function renderOverview(data) {
   const items = data.items;
   const sum = (key) => items.reduce((s, i) => s + (i.figures ? i.figures[key] : 0), 0);
@@ -500,6 +538,7 @@ function renderOverview(data) {
       kpi("revenue", "Revenue", sum("revenue"), fmt.money(sum("revenue"))),
       kpi("cost", "Messaging cost", sum("cost"), fmt.money(sum("cost"))),
     ),
+    panel("Program vs global control", programTable(data.program)),
     panel("Sequences", table("sequences-table",
       [["name"], ["workspace"], ["status"], ["enrolled", "num"], ["sent", "num"], ["conversions", "num"],
         ["conversion rate", "num"], ["revenue", "num"], ["cost", "num"], ["lift vs baseline", "num"]], rows)),
