@@ -22,8 +22,10 @@ from sme.contracts.content import (
     MAX_TRIGGER_BYTES,
     DataAllowList,
 )
+from sme.contracts.events import UserProfile
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
 from sme.core.content import command_data, remember_trigger
+from sme.core.preview import command_for_test_send
 from sme.core.user_state import Enrollment, UserState
 from tests.unit.builders import ALL_BASELINE, T0, WS, Driver, at, config, msg_step, of_type
 
@@ -396,3 +398,16 @@ def test_an_enrollment_remembers_only_allow_listed_properties_within_its_bound(
     assert [p for p, _ in kept] == [p for p in paths if p in properties and p not in omitted]
     assert set(omitted) <= set(paths) & set(properties)
     assert len(orjson.dumps(dict(kept))) <= MAX_TRIGGER_BYTES
+
+
+def test_a_test_send_carries_the_allow_listed_attributes_of_the_given_profile() -> None:
+    cfg = personalised(steps=[msg_step("s1", content={"email": {"template": "mail"}})])
+    profile = UserProfile(attributes={"first_name": "Tess", "phone": "+33 6"}, timezone="UTC")
+
+    command = command_for_test_send(
+        cfg, None, "tester", profile, cfg.steps[0], Channel.EMAIL, "default", T0, "send-1"
+    )
+
+    assert (command.test, command.template) == (True, "mail")
+    assert command.data.model_dump() == {"attributes": {"first_name": "Tess"}, "event": {},
+                                         "omitted": []}  # fmt: skip
