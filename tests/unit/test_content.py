@@ -23,9 +23,10 @@ from sme.contracts.content import (
     DataAllowList,
 )
 from sme.contracts.events import UserProfile
+from sme.contracts.preview import PreviewEvent
 from sme.contracts.sequences import SequenceConfig, WorkspaceSettings
 from sme.core.content import command_data, remember_trigger
-from sme.core.preview import command_for_test_send
+from sme.core.preview import command_for_test_send, run_preview
 from sme.core.user_state import Enrollment, UserState
 from tests.unit.builders import ALL_BASELINE, T0, WS, Driver, at, config, msg_step, of_type
 
@@ -411,3 +412,18 @@ def test_a_test_send_carries_the_allow_listed_attributes_of_the_given_profile() 
     assert (command.test, command.template) == (True, "mail")
     assert command.data.model_dump() == {"attributes": {"first_name": "Tess"}, "event": {},
                                          "omitted": []}  # fmt: skip
+
+
+def test_a_preview_shows_each_command_with_the_data_a_sender_would_receive() -> None:
+    cfg = personalised(steps=[msg_step("s1"), msg_step("s2", wait="P1D")])
+    entry = PreviewEvent(type="signed_up", occurred_at=T0, properties=CART)
+    profile = UserProfile(attributes={"first_name": "Ada", "ssn": "x"}, timezone="Europe/Paris")
+
+    trace = run_preview(cfg, None, "ada", profile, [entry], T0, at(days=3), seed=1).trace
+
+    commands = [e.command for e in trace if e.command is not None]
+    assert [(c.step_id, c.data.attributes, c.data.event) for c in commands] == [
+        (step, {"first_name": "Ada"}, {"cart_value": 84.5, "cart_items": [{"sku": "A1", "qty": 2}]})
+        for step in ("s1", "s2")
+    ]
+    assert all(c.timezone == "Europe/Paris" for c in commands)
