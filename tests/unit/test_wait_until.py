@@ -65,6 +65,7 @@ def test_a_time_the_spring_gap_skips_resolves_to_the_end_of_the_gap() -> None:
     # New York, 2024-03-10: 02:00 EST jumps to 03:00 EDT (07:00 UTC); 02:30 never shows.
     before = utc(2024, 3, 10, 5, 0)
     assert next_wall_time(before, "America/New_York", time(2, 30)) == utc(2024, 3, 10, 7, 0)
+    assert next_wall_time(before, "America/New_York", time(2, 30, 17)) == utc(2024, 3, 10, 7, 0)
     # Lord Howe, 2024-10-06: 02:00 (+10:30) jumps to 02:30 (+11): 02:15 resolves to 15:30 UTC.
     lh = next_wall_time(utc(2024, 10, 5, 12, 0), "Australia/Lord_Howe", time(2, 15))
     assert lh == utc(2024, 10, 5, 15, 30)
@@ -114,7 +115,7 @@ def resolved(day: date, clock: time, local_zone: ZoneInfo) -> datetime:
     real = [u for u in readings if u.astimezone(local_zone).replace(tzinfo=None) == wall]
     if real:
         return min(real)
-    moment = min(readings)
+    moment = min(readings).replace(second=0, microsecond=0)  # the zones jump on whole minutes
     while moment.astimezone(local_zone).replace(tzinfo=None) < wall:
         moment += MINUTE
     return moment
@@ -320,3 +321,22 @@ def test_a_wait_until_send_never_lands_inside_quiet_hours_across_dst(run: dict[s
     assert sent.decided_at >= target
     if not in_window(target.astimezone(local_zone).time(), start, end):
         assert sent.decided_at == target  # nothing else holds it: exactly on time
+
+
+def test_a_branch_step_with_wait_until_decides_at_that_local_time() -> None:
+    fork = {
+        "id": "fork",
+        "kind": "branch",
+        "wait_until": {"time": "18:00"},
+        "branches": [{"event_type": "purchased", "goto": "thanks"}],
+    }
+    cfg = config(steps=[fork, msg_step("nudge"), msg_step("thanks")])
+    d = Driver.of(cfg)
+    d.send("signed_up", utc(2024, 5, 1, 10, 0))
+    d.send("purchased", utc(2024, 5, 1, 17, 0))  # before the branch decides: it counts
+
+    d.run_until(utc(2024, 5, 2))
+
+    (branched,) = of_type(d.activities, A.STEP_BRANCHED)
+    assert branched.occurred_at == utc(2024, 5, 1, 18, 0)
+    assert [c.step_id for c in d.commands] == ["thanks"]

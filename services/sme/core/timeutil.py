@@ -134,8 +134,27 @@ def next_wall_time(
     first_day = start.astimezone(local_zone).date()
     days = (first_day + timedelta(days=ahead) for ahead in range(WALL_TIME_SEARCH_DAYS))
     allowed = (day for day in days if weekdays is None or day.weekday() in weekdays)
-    instants = (wall_instant(day, clock, local_zone) for day in allowed)
+    instants = (_day_instant(day, clock, local_zone) for day in allowed)
     # A week after the first day its weekday comes again, later than `start`: never reached
     # with a non-empty `weekdays`, the default only keeps the search bounded by construction.
-    fallback = wall_instant(first_day + timedelta(days=7), clock, local_zone)
+    fallback = _day_instant(first_day + timedelta(days=7), clock, local_zone)
     return next((instant for instant in instants if instant >= start), fallback)
+
+
+def _day_instant(day: date, clock: time, local_zone: ZoneInfo) -> datetime:
+    """The first instant the wall clock shows `clock` on `day`, or, if a gap skips it, the
+    exact instant of the jump (offset changes fall on whole seconds: searched in seconds)."""
+    wall = datetime.combine(day, clock, tzinfo=local_zone)
+    after = wall.astimezone(UTC)  # a skipped reading, read with the offset before the jump
+    if after.astimezone(local_zone).replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return after
+    target = after.astimezone(local_zone).utcoffset()
+    low = to_ms(wall.replace(fold=1).astimezone(UTC)) // 1000  # read with the offset after
+    high = -(-to_ms(after) // 1000)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if from_ms(middle * 1000).astimezone(local_zone).utcoffset() == target:
+            high = middle
+        else:
+            low = middle
+    return from_ms(high * 1000)
