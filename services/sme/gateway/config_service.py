@@ -89,6 +89,15 @@ def _validated(model: type[M], document: dict[str, Any]) -> M:
         raise InvalidConfigError(field_errors(exc)) from exc
 
 
+def _same_switch(document: object, switch: KillSwitch) -> bool:
+    """A document repeats the current switch, also in a form written before a field existed
+    (`draining_configs` left out is the empty default)."""
+    try:
+        return KillSwitch.model_validate(document) == switch
+    except ValidationError:
+        return False
+
+
 def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """pydantic errors as FastAPI reports them: locations start at the request body."""
     out: list[dict[str, Any]] = []
@@ -370,7 +379,7 @@ class ConfigService:
                 for k, v in document.items()
                 if k not in ("workspace_id", "version", "updated_at")
             }
-            if "kill_switch" in body and body["kill_switch"] == switch.model_dump(mode="json"):
+            if "kill_switch" in body and _same_switch(body["kill_switch"], switch):
                 del body["kill_switch"]
             if current is not None and "kill_switch" not in body:
                 kept = {"version": current.version, "updated_at": current.updated_at}
