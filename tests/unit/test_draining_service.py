@@ -11,7 +11,7 @@ import pytest
 
 from sme.config_mirror import ConfigRegistry
 from sme.contracts.sequences import Status
-from sme.gateway.config_service import ConfigConflictError, ConfigService
+from sme.gateway.config_service import ConfigConflictError, ConfigService, InvalidConfigError
 from sme.settings import Settings
 from tests.unit.test_automation_windows import FakeProducer
 
@@ -75,3 +75,13 @@ async def test_settings_repeating_the_switch_in_its_older_form_are_unchanged() -
 
     assert what == "unchanged"
     assert settings.version == 1
+
+
+async def test_a_status_of_any_json_type_is_refused_as_invalid_not_as_an_error() -> None:
+    configs = service()
+    created = await configs.create(dict(SEQUENCE), "test")
+
+    for hostile in (["DRAINING"], {"DRAINING": 1}, 1):
+        with pytest.raises(InvalidConfigError) as caught:
+            await configs.patch(created.id, {"status": hostile}, None, "test")
+        assert caught.value.errors[0]["loc"] == ["body", "status"]

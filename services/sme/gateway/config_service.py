@@ -309,7 +309,8 @@ class ConfigService:
             )
         if current.status is Status.STOPPED:
             raise ConfigConflictError("a STOPPED configuration is final")
-        resuming = patch.get("status") in RUNNING  # a DRAINING sequence sends, too
+        status = patch.get("status")  # not validated yet: any JSON value
+        resuming = isinstance(status, str) and status in RUNNING  # DRAINING sends, too
         if resuming and not releasing and self._engaged(current.workspace_id):
             raise ConfigConflictError(
                 "the workspace's kill switch is engaged: nothing may resume before its release"
@@ -418,9 +419,9 @@ class ConfigService:
     async def kill_switch(self, workspace_id: str, engaged: bool, actor: str) -> WorkspaceSettings:
         """Engage: pause every ACTIVE or DRAINING sequence of the workspace and remember which;
         release: return exactly those to their prior status (a sequence paused by hand stays
-        paused). While engaged nothing of
-        the workspace sends whatever its status (the core holds it), no sequence may resume
-        (409) and a new one is created PAUSED and held for the release."""
+        paused). While engaged nothing of the workspace sends whatever its status (the core
+        holds it), no sequence may resume or drain (409) and a new one is created PAUSED and
+        held for the release."""
         async with self._switch_lock:
             return await self._kill_switch(workspace_id, engaged, actor)
 
