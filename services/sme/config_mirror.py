@@ -21,7 +21,7 @@ from sme.contracts.config_records import (
     legacy_sequence_key,
     record_key,
 )
-from sme.contracts.sequences import SequenceConfig, Status, WorkspaceSettings
+from sme.contracts.sequences import RUNNING, SequenceConfig, Status, WorkspaceSettings
 
 log = logging.getLogger(__name__)
 _RECORD: TypeAdapter[SequenceRecord | WorkspaceRecord] = TypeAdapter(ConfigRecord)
@@ -70,8 +70,8 @@ class ConfigRegistry:
 
     def on_change(self, listener: Listener) -> None:
         """Called with (old, new) whenever a sequence configuration changes, and for each
-        ACTIVE sequence of a workspace whose kill switch is engaged or released: then old and
-        new are the same version and the held side is a view of it with status PAUSED
+        ACTIVE or DRAINING sequence of a workspace whose kill switch is engaged or released:
+        then old and new are the same version and the held side is a view of it with status PAUSED
         (engaged: (config, paused view); released: (paused view, config)), so a listener
         that un-parks a resumed sequence un-parks it on release too."""
         self._listeners.append(listener)
@@ -147,7 +147,7 @@ class ConfigRegistry:
         if was == now:
             return
         for config in list(self._by_workspace.get(workspace_id, {}).values()):
-            if config.status is Status.ACTIVE:
+            if config.status in RUNNING:
                 held = config.model_copy(update={"status": Status.PAUSED})
                 self._notify(*((config, held) if now else (held, config)))
 
@@ -174,7 +174,7 @@ class ConfigRegistry:
 
     def paused(self, config_id: str) -> bool:
         """Whether the core holds the sequence as paused (nothing of it is due): its status is
-        PAUSED, or it is ACTIVE while its workspace's kill switch is engaged (as
+        PAUSED, or it is ACTIVE or DRAINING while its workspace's kill switch is engaged (as
         `core.sequence` decides). STOPPED is not paused: its enrollments end when woken."""
         config = self._configs.get(config_id)
         if config is None:
@@ -182,9 +182,7 @@ class ConfigRegistry:
         if config.status is Status.PAUSED:
             return True
         settings = self._workspaces.get(config.workspace_id)
-        return (
-            config.status is Status.ACTIVE and settings is not None and settings.kill_switch.engaged
-        )
+        return config.status in RUNNING and settings is not None and settings.kill_switch.engaged
 
 
 class TopicMirror:

@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 API = "/api/v1/035-sequential-messaging-engine"
 
 
+@pytest.mark.parametrize("status", ["ACTIVE", "DRAINING"])  # a draining one still sends
 async def test_a_sequence_past_its_unsubscribe_threshold_is_paused_and_says_why(
-    test_settings: Settings,
+    test_settings: Settings, status: str
 ) -> None:
     s = test_settings.model_copy(update={"automation_interval_seconds": 0.5})
     await ensure_topics(s)
@@ -57,6 +58,9 @@ async def test_a_sequence_past_its_unsubscribe_threshold_is_paused_and_says_why(
         )
         commands = await eventually(lambda: _at_least(emails, 6), timeout=60, what="six sends")
         assert (await api.get(f"{API}/{created['id']}")).json()["status"] == "ACTIVE"
+        if status != "ACTIVE":
+            changed = await api.patch(f"{API}/{created['id']}", json={"status": status})
+            assert changed.json()["status"] == status
         await publish(
             s.kafka_bootstrap_servers,
             s.topic_events,

@@ -117,6 +117,37 @@ async def test_pause_resume_and_delete_change_the_status_and_stopped_is_final(
     assert (await api.delete(url)).status_code == 204
 
 
+async def test_draining_through_patch_and_an_unknown_status_gets_422(
+    api: httpx.AsyncClient,
+) -> None:
+    created = await create(api)
+    url = f"{API}/{created['id']}"
+    drained = await api.patch(url, json={"status": "DRAINING"})
+    assert drained.status_code == 200, drained.text
+    assert drained.json()["status"] == "DRAINING"
+    assert (await api.get(url)).json()["status"] == "DRAINING"
+    bad = await api.patch(url, json={"status": "SLEEPING"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["body", "status"]
+    assert (await api.patch(url, json={"status": "ACTIVE"})).json()["status"] == "ACTIVE"
+
+
+async def test_timing_fields_are_validated_with_field_paths(api: httpx.AsyncClient) -> None:
+    timed = copy.deepcopy(SEQUENCE)
+    timed["steps"][1]["wait_until"] = {"time": "10:00", "weekdays": ["mon", "fri"]}
+    timed.update(starts_at="2030-01-01T00:00:00Z", ends_at="2030-02-01T00:00:00+01:00")
+    created = await create(api, **timed)
+    assert created["steps"][1]["wait_until"] == {"time": "10:00:00", "weekdays": ["mon", "fri"]}
+    assert created["starts_at"] == "2030-01-01T00:00:00Z"
+    bad = copy.deepcopy(SEQUENCE)
+    bad["steps"][1]["wait_until"] = {"time": "10:00", "weekdays": ["mon", "mon"]}
+    bad.update(starts_at="2030-01-01T00:00:00Z", ends_at="2029-01-01T00:00:00Z")
+    response = await api.post(API, json=bad)
+    assert response.status_code == 422
+    locs = {tuple(e["loc"]) for e in response.json()["detail"]}
+    assert ("body", "steps", 1, "wait_until", "weekdays") in locs
+
+
 async def test_unknown_configurations_are_404(api: httpx.AsyncClient) -> None:
     assert (await api.get(f"{API}/nope")).status_code == 404
     assert (await api.patch(f"{API}/nope", json={"name": "x"})).status_code == 404
@@ -145,17 +176,24 @@ async def test_the_kill_switch_pauses_every_sequence_and_restores_the_prior_stat
     api: httpx.AsyncClient,
 ) -> None:
     first, second, manual = await create(api), await create(api), await create(api)
+    draining = await create(api)
     await api.patch(f"{API}/{manual['id']}", json={"status": "PAUSED"})
+    await api.patch(f"{API}/{draining['id']}", json={"status": "DRAINING"})
     engaged = await api.put("/api/v1/workspaces/acme/kill-switch", json={"engaged": True})
     assert engaged.status_code == 200
-    assert sorted(engaged.json()["paused_configs"]) == sorted([first["id"], second["id"]])
-    for config in (first, second, manual):
+    held = [first["id"], second["id"], draining["id"]]
+    assert sorted(engaged.json()["paused_configs"]) == sorted(held)
+    assert engaged.json()["draining_configs"] == [draining["id"]]
+    for config in (first, second, manual, draining):
         assert (await api.get(f"{API}/{config['id']}")).json()["status"] == "PAUSED"
+    refused = await api.patch(f"{API}/{manual['id']}", json={"status": "DRAINING"})
+    assert refused.status_code == 409  # draining sends: no resuming while engaged
     released = await api.put("/api/v1/workspaces/acme/kill-switch", json={"engaged": False})
-    assert released.json() == {"engaged": False, "paused_configs": []}
+    assert released.json() == {"engaged": False, "paused_configs": [], "draining_configs": []}
     assert (await api.get(f"{API}/{first['id']}")).json()["status"] == "ACTIVE"
     assert (await api.get(f"{API}/{second['id']}")).json()["status"] == "ACTIVE"
     assert (await api.get(f"{API}/{manual['id']}")).json()["status"] == "PAUSED"
+    assert (await api.get(f"{API}/{draining['id']}")).json()["status"] == "DRAINING"
     bad = await api.put("/api/v1/workspaces/acme/kill-switch", json={"engaged": "maybe"})
     assert bad.status_code == 422
 

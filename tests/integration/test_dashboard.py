@@ -402,3 +402,9 @@ async def test_with_keys_the_page_asks_for_one_and_a_key_sees_only_its_workspace
         theirs = Elements(await rendered_dom(f"{base}/dashboard#key={globex}"))
         assert theirs.body.get("data-state") == "ready"
         assert theirs.rows["sequences-table"] == [], "another workspace's sequences stay hidden"
+
+        drained = await api.patch(f"{API}/{created['id']}", json={"status": "DRAINING"})
+        assert drained.status_code == 200, drained.text
+        draining = Elements(await rendered_dom(f"{page}#key={acme}"))
+        assert draining.text["sequence-status"] == "DRAINING"
+        assert "no new entries" in draining.text["draining"]

@@ -59,8 +59,24 @@ async def test_a_sequence_created_while_the_switch_is_engaged_is_held_paused_unt
     settings = (await api.get("/api/v1/workspaces/acme/settings")).json()
     assert settings["kill_switch"]["paused_configs"] == [created["id"]]
     released = await api.put(SWITCH, json={"engaged": False})
-    assert released.json() == {"engaged": False, "paused_configs": []}
+    assert released.json() == {"engaged": False, "paused_configs": [], "draining_configs": []}
     assert await status(api, created["id"]) == "ACTIVE"
+
+
+async def test_a_draining_sequence_created_while_engaged_is_held_and_released_draining(
+    api: httpx.AsyncClient,
+) -> None:
+    assert (await api.put(SWITCH, json={"engaged": True})).status_code == 200
+
+    response = await api.post(API, json={**copy.deepcopy(SEQUENCE), "status": "DRAINING"})
+
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["status"] == "PAUSED"
+    switch = (await api.get("/api/v1/workspaces/acme/settings")).json()["kill_switch"]
+    assert switch["draining_configs"] == [created["id"]]
+    await api.put(SWITCH, json={"engaged": False})
+    assert await status(api, created["id"]) == "DRAINING"
 
 
 async def test_resuming_a_sequence_while_the_switch_is_engaged_is_refused_with_409(

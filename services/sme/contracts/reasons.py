@@ -35,6 +35,12 @@ class Reason(StrEnum):
     REENTRY_BLOCKED = "reentry_blocked"
     TOO_MANY_ENROLLMENTS = "too_many_enrollments"
     FILTER_NOT_MATCHED = "filter_not_matched"
+    SEQUENCE_NOT_STARTED = "sequence_not_started"
+    """An entry refused before the sequence's `starts_at`."""
+    SEQUENCE_ENDED = "sequence_ended"
+    """An entry refused at or after the sequence's `ends_at` (enrolled users still finish)."""
+    SEQUENCE_DRAINING = "sequence_draining"
+    """An entry refused while the sequence is DRAINING (enrolled users still finish)."""
     UNKNOWN_COMMAND = "unknown_command"
     """On feedback or a conversion whose event names a command this user was never sent (or
     that is forgotten): logged unattributed, no message credited."""

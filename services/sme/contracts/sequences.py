@@ -59,6 +59,12 @@ class Status(StrEnum):
     ACTIVE = "ACTIVE"
     PAUSED = "PAUSED"
     STOPPED = "STOPPED"
+    DRAINING = "DRAINING"
+    """No new entries; users already enrolled go on to the end of the sequence."""
+
+
+RUNNING = frozenset({Status.ACTIVE, Status.DRAINING})
+"""The statuses whose enrolled users move on (and which the kill switch holds)."""
 
 
 class AttributeFilter(_Strict):
@@ -202,11 +208,52 @@ class SplitPath(_Strict):
     goto: Goto
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""In `date.weekday()` order."""
+LocalTime = time  # `WaitUntil.time` would shadow the type inside the class
+
+
+class WaitUntil(_Strict):
+    """After the step's wait, hold the step until the user's local clock (profile time zone,
+    else the workspace's default) next shows `time`, on one of `weekdays` if given."""
+
+    time: LocalTime = Field(description="Local wall-clock time, e.g. 10:00 (no UTC offset).")
+    weekdays: list[Weekday] | None = Field(
+        None, min_length=1, max_length=7, description="Allowed local weekdays (absent: any)."
+    )
+
+    @model_validator(mode="after")
+    def _local(self) -> WaitUntil:
+        errors: list[tuple[Loc, str, object]] = []
+        if self.time.tzinfo is not None:
+            errors.append((("time",), "a local time of day, without a UTC offset", None))
+        elif self.time.microsecond:
+            errors.append((("time",), "whole seconds only", None))
+        if self.weekdays is not None and len(set(self.weekdays)) != len(self.weekdays):
+            errors.append((("weekdays",), "weekdays must not repeat", self.weekdays))
+        if errors:
+            raise _field_errors("WaitUntil", errors)
+        return self
+
+    def weekday_numbers(self) -> frozenset[int] | None:
+        """The allowed weekdays as `date.weekday()` numbers (None: every day)."""
+        if self.weekdays is None:
+            return None
+        return frozenset(WEEKDAYS.index(day) for day in self.weekdays)
+
+
 class Step(_Strict):
     id: StepId
     kind: Literal["message", "branch", "split"] = "message"
     wait: timedelta = Field(timedelta(0), description="Delay before the step is due.")
     wait_from: Literal["previous", "entry"] = "previous"
+    wait_until: WaitUntil | None = Field(
+        None,
+        description="After `wait` (and any wait_for timeout), the step is due at the next "
+        "instant the user's local clock shows this time (on an allowed weekday). A time a DST "
+        "change skips resolves to the end of the gap; a repeated one to its first occurrence.",
+    )
     template: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
     content: dict[Channel, ChannelContent] = Field(
         default_factory=dict,
@@ -620,10 +667,19 @@ class SequenceConfig(_Strict):
         description="What every message step's commands carry for rendering (a step's "
         "own `data` replaces it); absent: nothing.",
     )
+    starts_at: AwareDatetime | None = Field(
+        None, description="No entry before this instant (absent: open from the start)."
+    )
+    ends_at: AwareDatetime | None = Field(
+        None,
+        description="No entry at or after this instant; users enrolled before it finish.",
+    )
 
     @model_validator(mode="after")
     def _graph(self) -> SequenceConfig:
         errors: list[tuple[Loc, str, object]] = []
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors.append((("ends_at",), "ends_at must be after starts_at", None))
         index: dict[str, int] = {}
         for i, step in enumerate(self.steps):
             if step.id in index:
@@ -659,10 +715,12 @@ class SequenceConfig(_Strict):
 
 class KillSwitch(_Strict):
     """Engaged: every sequence of the workspace is paused; `paused_configs` are the ones the
-    switch paused (ACTIVE before), which releasing it resumes."""
+    switch paused (ACTIVE or DRAINING before), which releasing it resumes; `draining_configs`
+    are those of them that were DRAINING, and go back to DRAINING."""
 
     engaged: bool = False
     paused_configs: list[str] = Field(default_factory=list, max_length=10_000)
+    draining_configs: list[str] = Field(default_factory=list, max_length=10_000)
 
 
 class GlobalControl(_Strict):

@@ -17,6 +17,7 @@ from sme.contracts.commands import Command
 from sme.contracts.events import Event
 from sme.contracts.reasons import Reason
 from sme.contracts.sequences import (
+    RUNNING,
     Guardrails,
     SequenceConfig,
     Status,
@@ -30,7 +31,7 @@ from sme.core.ids import stable_id
 from sme.core.records import build
 from sme.core.stats import StatDelta, StatsView
 from sme.core.targeting import cap_counts
-from sme.core.timeutil import MS, to_ms
+from sme.core.timeutil import MS, from_ms, next_wall_time, to_ms
 from sme.core.user_state import MAX_TOUCHES, Enrollment, Touch, UserState
 from sme.core.working import Working
 
@@ -100,9 +101,9 @@ class Decision:
         """The status a decision acts on. An engaged kill switch holds every sequence of the
         workspace like a pause, whatever its own status says (created or resumed while the
         switch was engaged, published around the API): nothing enrols or sends until release.
-        STOPPED stays final."""
+        A DRAINING sequence is held alike. STOPPED stays final."""
         ws = self.ctx.workspace
-        if config.status is Status.ACTIVE and ws is not None and ws.kill_switch.engaged:
+        if config.status in RUNNING and ws is not None and ws.kill_switch.engaged:
             return Status.PAUSED
         return config.status
 
@@ -150,7 +151,7 @@ class Decision:
                 seen=(),
                 deferrals=0,
                 timed=False,
-                due_ms=due_ms(step, enrollment.enrolled_ms, self.now_ms),
+                due_ms=due_ms(step, enrollment.enrolled_ms, self.now_ms, self.tz),
                 sent=enrollment.sent if sent is None else sent,
             )
         )
@@ -403,9 +404,15 @@ class _LedgerView(Mapping[str, float]):
         return len({*self.base, *self.pending})
 
 
-def due_ms(step: Step, enrolled_ms: int, now_ms: int) -> int:
+def due_ms(step: Step, enrolled_ms: int, now_ms: int, tz: str) -> int:
+    """When a step reached at `now_ms` is due: its wait (from the previous step or the
+    entry), any wait-for timeout, then the next `wait_until` wall-clock time in `tz`."""
     start = enrolled_ms if step.wait_from == "entry" else now_ms
     due = start + step.wait // MS
     if step.wait_for is not None:
         due += step.wait_for.timeout // MS
-    return max(due, now_ms)
+    due = max(due, now_ms)
+    until = step.wait_until
+    if until is None:
+        return due
+    return to_ms(next_wall_time(from_ms(due), tz, until.time, until.weekday_numbers()))

@@ -19,11 +19,12 @@ from sme.contracts.commands import Arm
 from sme.contracts.conditions import Node, attribute_names
 from sme.contracts.events import Event
 from sme.contracts.reasons import Reason
-from sme.contracts.sequences import AttributeFilter, SequenceConfig, Status, Step
+from sme.contracts.sequences import RUNNING, AttributeFilter, SequenceConfig, Step
 from sme.core.arms import arm_of_record
 from sme.core.conditions import holds
 from sme.core.content import data_attributes, remember_trigger
 from sme.core.decision import Context, Decision, Outcome, due_ms, event_activity
+from sme.core.entry_window import entry_closed
 from sme.core.evolve import PerObject, evolve
 from sme.core.global_control import enrollment_arm
 from sme.core.stats import (
@@ -281,7 +282,7 @@ class _EventDecision(Decision):
             if wait_for.when is not None:  # remembered for a paused step: it jumps on resume
                 enrollment = _see(enrollment, AWAITED)
             self.put(enrollment)
-            if self.status(config) is Status.ACTIVE:
+            if self.status(config) in RUNNING:
                 self.jump(enrollment, config, wait_for.on_event, Reason.AWAITED_EVENT)
 
     def _exits(self, config: SequenceConfig, event: Event) -> bool:
@@ -307,7 +308,8 @@ class _EventDecision(Decision):
         """Enroll the user if the sequence admits them on this event (None), else why not. The
         event path is silent on a sequence not ACTIVE, an enrollment already running and an
         unmet filter; a list enrollment (`core.enroll`) records those reasons itself."""
-        if self.status(config) is not Status.ACTIVE:
+        status = self.status(config)
+        if status not in RUNNING:
             return Reason.NOT_ACTIVE
         if self.state.enrollment(config.id) is not None:
             return Reason.ALREADY_ENROLLED
@@ -316,6 +318,19 @@ class _EventDecision(Decision):
         if config.entry.when is not None and not self._holds_on(config.entry.when, event):
             return Reason.FILTER_NOT_MATCHED
         past = self.state.past.get(config.id)
+        closed = entry_closed(config, status, self.now)
+        if closed is not None:
+            self.add(
+                self.activity(
+                    ActivityType.ENROLLMENT_SKIPPED,
+                    config.id,
+                    {},
+                    discriminator=event.event_id,
+                    reason=closed,
+                    seq=past.seq if past else 0,
+                )
+            )
+            return closed
         if past is not None and not _reentry_allowed(config, past, self.now_ms):
             self.add(
                 self.activity(
@@ -357,7 +372,7 @@ class _EventDecision(Decision):
             step=0,
             step_id=first.id,
             step_ms=self.now_ms,
-            due_ms=due_ms(first, self.now_ms, self.now_ms),
+            due_ms=due_ms(first, self.now_ms, self.now_ms, self.tz),
             trigger=trigger,
             trigger_omitted=trigger_omitted,
         )

@@ -140,7 +140,8 @@ def condition_false(d: Decision, enrollment: Enrollment, config: SequenceConfig)
 
 def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: Step) -> StepResult:
     """A message step: guardrails (skip, defer or allow), then the holdout's suppression,
-    send-time optimisation, or the send itself on the chosen channel and variant."""
+    send-time optimisation (never for a `wait_until` step: its time is the campaign's), or
+    the send itself on the chosen channel and variant."""
     levels = d.levels(config)
     limits = [lv.rules.max_messages_per_enrollment for lv in levels]
     if any(limit is not None and enrollment.sent >= limit for limit in limits):
@@ -161,13 +162,14 @@ def message(d: Decision, enrollment: Enrollment, config: SequenceConfig, step: S
         details = {"dropped": verdict.dropped, **_transactional(step)}
         d.add(d.step_activity(ActivityType.STEP_SKIPPED, enrollment, verdict.reason, details))
         return _moved(d, enrollment, config, "next", None, StepResult.SKIPPED)
-    deadline = _deferral_deadline(enrollment, config, step, levels)
+    deadline = _deferral_deadline(enrollment, config, step, levels, d.tz)
     if verdict.defer_until is not None:
         return _deferred(d, enrollment, verdict.defer_until, verdict.reason, deadline)
     group = context_group(d.state.profile, config.adaptive.context_attributes)
     if enrollment.arm in SUPPRESSED_ARMS:
         return _suppressed(d, enrollment, config, step, verdict, group)
-    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed and not step.transactional:
+    timed_by_config = step.transactional or step.wait_until is not None
+    if enrollment.arm is Arm.ADAPTIVE and not enrollment.timed and not timed_by_config:
         rules = [lv.rules for lv in levels]
         quiet = quiet_windows(rules, verdict.channels, kind_of(step))
         send_time = config.adaptive.send_time
@@ -321,12 +323,12 @@ def _costs(levels: list[Level], channels: Sequence[Channel]) -> dict[Channel, fl
 
 
 def _deferral_deadline(
-    enrollment: Enrollment, config: SequenceConfig, step: Step, levels: list[Level]
+    enrollment: Enrollment, config: SequenceConfig, step: Step, levels: list[Level], tz: str
 ) -> int:
     """The last instant (epoch ms) a due step may still go out: `max_deferral` (the shorter of
     both levels) after it came due, or after the sequence's last change (a resume, a raised
     budget) if that is later. A deferral past it ends the enrollment instead."""
-    came_due = due_ms(step, enrollment.enrolled_ms, enrollment.step_ms)
+    came_due = due_ms(step, enrollment.enrolled_ms, enrollment.step_ms, tz)
     changed = to_ms(config.updated_at) if config.updated_at is not None else came_due
     allowed = min(level.rules.max_deferral for level in levels)
     return max(came_due, changed) + allowed // MS

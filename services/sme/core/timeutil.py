@@ -116,3 +116,45 @@ def next_local_hour_start(moment: datetime, tz: str, hour: int) -> datetime:
     if candidate <= local:
         candidate = datetime.combine(local.date() + timedelta(days=1), time(hour), tzinfo=zone(tz))
     return candidate.astimezone(UTC)
+
+
+WALL_TIME_SEARCH_DAYS = 8
+"""Local days `next_wall_time` looks at: the start's own and the next seven cover every
+weekday, so the search always ends."""
+
+
+def next_wall_time(
+    start: datetime, tz: str, clock: time, weekdays: frozenset[int] | None = None
+) -> datetime:
+    """The earliest instant at or after `start` at which the local wall clock in `tz` shows
+    `clock` on a day whose `weekday()` is in `weekdays` (None: any day). A reading a
+    spring-forward gap skips resolves to the first instant after the gap; a reading a
+    fall-back repeats, to its first occurrence (one instant per local day, never two)."""
+    local_zone = zone(tz)
+    first_day = start.astimezone(local_zone).date()
+    days = (first_day + timedelta(days=ahead) for ahead in range(WALL_TIME_SEARCH_DAYS))
+    allowed = (day for day in days if weekdays is None or day.weekday() in weekdays)
+    instants = (_day_instant(day, clock, local_zone) for day in allowed)
+    # A week after the first day its weekday comes again, later than `start`: never reached
+    # with a non-empty `weekdays`, the default only keeps the search bounded by construction.
+    fallback = _day_instant(first_day + timedelta(days=7), clock, local_zone)
+    return next((instant for instant in instants if instant >= start), fallback)
+
+
+def _day_instant(day: date, clock: time, local_zone: ZoneInfo) -> datetime:
+    """The first instant the wall clock shows `clock` on `day`, or, if a gap skips it, the
+    exact instant of the jump (offset changes fall on whole seconds: searched in seconds)."""
+    wall = datetime.combine(day, clock, tzinfo=local_zone)
+    after = wall.astimezone(UTC)  # a skipped reading, read with the offset before the jump
+    if after.astimezone(local_zone).replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return after
+    target = after.astimezone(local_zone).utcoffset()
+    low = to_ms(wall.replace(fold=1).astimezone(UTC)) // 1000  # read with the offset after
+    high = -(-to_ms(after) // 1000)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if from_ms(middle * 1000).astimezone(local_zone).utcoffset() == target:
+            high = middle
+        else:
+            low = middle
+    return from_ms(high * 1000)

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 
 from sme.contracts.activities import Activity, ActivityType
-from sme.contracts.sequences import SequenceConfig, Status
+from sme.contracts.sequences import RUNNING, SequenceConfig, Status
 from sme.core.automation import Figures, Verdict, evaluate, windows
 from sme.core.ids import stable_id
 from sme.gateway.config_service import ConfigService
@@ -79,7 +79,7 @@ class AutomationMonitor:
     async def check_all(self, now: datetime) -> None:
         checked: set[str] = set()
         for config in self.configs.registry.all_configs():
-            if config.status is Status.ACTIVE and config.automation_rules:
+            if config.status in RUNNING and config.automation_rules:  # DRAINING sends too
                 checked.add(config.id)
                 await self.check(config, now)
         for key in [k for k in self._warned if k[0] not in checked]:

@@ -18,7 +18,13 @@ from sme.config_mirror import ConfigRegistry
 from sme.contracts.activities import Activity, ActivityType
 from sme.contracts.config_records import SequenceRecord, WorkspaceRecord, record_key
 from sme.contracts.engine_inputs import EraseRequest
-from sme.contracts.sequences import KillSwitch, SequenceConfig, Status, WorkspaceSettings
+from sme.contracts.sequences import (
+    RUNNING,
+    KillSwitch,
+    SequenceConfig,
+    Status,
+    WorkspaceSettings,
+)
 from sme.core.ids import stable_id
 from sme.core.user_state import state_key
 from sme.errors import SmeError
@@ -83,6 +89,15 @@ def _validated(model: type[M], document: dict[str, Any]) -> M:
         raise InvalidConfigError(field_errors(exc)) from exc
 
 
+def _same_switch(document: object, switch: KillSwitch) -> bool:
+    """A document repeats the current switch, also in a form written before a field existed
+    (`draining_configs` left out is the empty default)."""
+    try:
+        return KillSwitch.model_validate(document) == switch
+    except ValidationError:
+        return False
+
+
 def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     """pydantic errors as FastAPI reports them: locations start at the request body."""
     out: list[dict[str, Any]] = []
@@ -133,7 +148,7 @@ class ConfigService:
         return await self._create(_validated(SequenceConfig, document), actor)
 
     async def _create(self, config: SequenceConfig, actor: str) -> SequenceConfig:
-        if config.status is Status.ACTIVE and self._engaged(config.workspace_id):
+        if config.status in RUNNING and self._engaged(config.workspace_id):
             async with self._switch_lock:  # not while a release is resuming what it held
                 if self._engaged(config.workspace_id):
                     return await self._create_held(config, actor)
@@ -218,10 +233,10 @@ class ConfigService:
         await self._log_change(held.workspace_id, held.id, actor, None, held, ["*"])
         current = self.workspace(held.workspace_id)
         switch = current.kill_switch
-        paused = sorted({*switch.paused_configs, held.id})
-        await self._save_switch(
-            current, switch.model_copy(update={"paused_configs": paused}), actor
-        )
+        update = {"paused_configs": sorted({*switch.paused_configs, held.id})}
+        if config.status is Status.DRAINING:
+            update["draining_configs"] = sorted({*switch.draining_configs, held.id})
+        await self._save_switch(current, switch.model_copy(update=update), actor)
         return held
 
     def _engaged(self, workspace_id: str) -> bool:
@@ -294,7 +309,8 @@ class ConfigService:
             )
         if current.status is Status.STOPPED:
             raise ConfigConflictError("a STOPPED configuration is final")
-        resuming = patch.get("status") == Status.ACTIVE.value
+        status = patch.get("status")  # not validated yet: any JSON value
+        resuming = isinstance(status, str) and status in RUNNING  # DRAINING sends, too
         if resuming and not releasing and self._engaged(current.workspace_id):
             raise ConfigConflictError(
                 "the workspace's kill switch is engaged: nothing may resume before its release"
@@ -364,7 +380,7 @@ class ConfigService:
                 for k, v in document.items()
                 if k not in ("workspace_id", "version", "updated_at")
             }
-            if "kill_switch" in body and body["kill_switch"] == switch.model_dump(mode="json"):
+            if "kill_switch" in body and _same_switch(body["kill_switch"], switch):
                 del body["kill_switch"]
             if current is not None and "kill_switch" not in body:
                 kept = {"version": current.version, "updated_at": current.updated_at}
@@ -401,10 +417,11 @@ class ConfigService:
         return settings
 
     async def kill_switch(self, workspace_id: str, engaged: bool, actor: str) -> WorkspaceSettings:
-        """Engage: pause every ACTIVE sequence of the workspace and remember which; release:
-        resume exactly those (a sequence paused by hand stays paused). While engaged nothing of
-        the workspace sends whatever its status (the core holds it), no sequence may resume
-        (409) and a new one is created PAUSED and held for the release."""
+        """Engage: pause every ACTIVE or DRAINING sequence of the workspace and remember which;
+        release: return exactly those to their prior status (a sequence paused by hand stays
+        paused). While engaged nothing of the workspace sends whatever its status (the core
+        holds it), no sequence may resume or drain (409) and a new one is created PAUSED and
+        held for the release."""
         async with self._switch_lock:
             return await self._kill_switch(workspace_id, engaged, actor)
 
@@ -414,23 +431,27 @@ class ConfigService:
             return current
         if engaged:
             active = [
-                c
-                for c in self.registry.configs_for(workspace_id).values()
-                if c.status is Status.ACTIVE
+                c for c in self.registry.configs_for(workspace_id).values() if c.status in RUNNING
             ]
-            switch = KillSwitch(engaged=True, paused_configs=sorted(c.id for c in active))
+            switch = KillSwitch(
+                engaged=True,
+                paused_configs=sorted(c.id for c in active),
+                draining_configs=sorted(c.id for c in active if c.status is Status.DRAINING),
+            )
             await self._save_switch(current, switch, actor)
             for config in active:
                 await self.patch(
                     config.id, {"status": Status.PAUSED.value}, None, f"{actor} (kill switch)"
                 )
         else:
+            draining = set(current.kill_switch.draining_configs)
             for config_id in current.kill_switch.paused_configs:
                 paused = self.registry.get(config_id)
                 if paused is not None and paused.status is Status.PAUSED:
+                    prior = Status.DRAINING if config_id in draining else Status.ACTIVE
                     await self.patch(
                         config_id,
-                        {"status": Status.ACTIVE.value},
+                        {"status": prior.value},
                         None,
                         f"{actor} (kill switch)",
                         releasing=True,

@@ -188,6 +188,7 @@ function renderSequence(data) {
     el("h1", { id: "sequence-name" }, cfg.name, " ", el("span", { class: "badge " + cfg.status, id: "sequence-status" }, cfg.status)),
     el("p", { class: "sub" }, `${cfg.id} · v${cfg.version} · workspace ${cfg.workspace_id} · ${m.from} to ${m.to} (UTC, end exclusive)`),
     cfg.status_reason ? el("p", { class: "notice" }, "Paused by automation: " + JSON.stringify(cfg.status_reason)) : null,
+    cfg.status === "DRAINING" ? el("p", { class: "notice", id: "draining" }, "Draining: no new entries; enrolled users finish the sequence.") : null,
   );
 
   const tiles = el(
