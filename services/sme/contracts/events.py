@@ -8,8 +8,10 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -43,6 +45,25 @@ RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})?"  # a missing offset is left for AwareDatetime to name
 )
+
+
+def _rfc3339_only(v: object) -> object:
+    """On the wire only an RFC 3339 string: no epoch numbers, no other ISO 8601 forms."""
+    if isinstance(v, datetime) or (isinstance(v, str) and RFC3339.fullmatch(v)):
+        return v
+    raise ValueError("occurred_at must be an RFC 3339 date-time, e.g. 2026-11-28T09:15:00Z")
+
+
+def _reasonable_year(v: datetime) -> datetime:
+    if not 2000 <= v.year <= 2200:
+        raise ValueError("occurred_at must be between years 2000 and 2200")
+    return v
+
+
+OccurredAt = Annotated[
+    AwareDatetime, BeforeValidator(_rfc3339_only), AfterValidator(_reasonable_year)
+]
+"""An event's time: an RFC 3339 string with an offset, in the years 2000 to 2200."""
 
 
 class UserProfile(BaseModel):
@@ -80,25 +101,10 @@ class Event(BaseModel):
     workspace_id: Identifier
     user_id: UserId
     type: EventType = Field(description="Event type, lower-case, e.g. signed_up, clicked.")
-    occurred_at: AwareDatetime = Field(
+    occurred_at: OccurredAt = Field(
         description="RFC 3339 timestamp with an offset, in the years 2000 to 2200."
     )
     properties: dict[str, Any] = Field(default_factory=dict)
     channel: Channel | None = None
     command_id: Identifier | None = Field(None, description="The command this event answers.")
     user: UserProfile | None = None
-
-    @field_validator("occurred_at", mode="before")
-    @classmethod
-    def _rfc3339(cls, v: object) -> object:
-        """On the wire only an RFC 3339 string: no epoch numbers, no other ISO 8601 forms."""
-        if isinstance(v, datetime) or (isinstance(v, str) and RFC3339.fullmatch(v)):
-            return v
-        raise ValueError("occurred_at must be an RFC 3339 date-time, e.g. 2026-11-28T09:15:00Z")
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _reasonable_time(cls, v: datetime) -> datetime:
-        if not 2000 <= v.year <= 2200:
-            raise ValueError("occurred_at must be between years 2000 and 2200")
-        return v

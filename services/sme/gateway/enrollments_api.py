@@ -41,7 +41,7 @@ from sme.core.user_state import state_key
 from sme.gateway.config_service import InvalidConfigError, field_errors
 from sme.gateway.configs_api import API, Caller, _service, principal
 from sme.gateway.openapi_docs import ErrorMessage, error
-from sme.gateway.rate_limit import RateLimiter, retry_after
+from sme.gateway.rate_limit import RateLimiter, retry_after, shared_limiter
 from sme.routing import owner_partition
 from sme.storage.enrollment_batches import BatchRecord, find_batch, record_batch
 
@@ -301,13 +301,9 @@ def _answer(record: BatchRecord, *, replayed: bool) -> EnrollmentAccepted:
 
 
 def _limiter(request: Request) -> RateLimiter:
-    state = request.app.state
-    limiter: RateLimiter | None = getattr(state, "enrollment_limiter", None)
-    if limiter is None:
-        settings = state.gw.settings
-        limiter = RateLimiter(settings.enrollment_rate_per_second, settings.enrollment_burst)
-        state.enrollment_limiter = limiter
-    return limiter
+    settings = request.app.state.gw.settings
+    rate, burst = settings.enrollment_rate_per_second, settings.enrollment_burst
+    return shared_limiter(request.app.state, "enrollment_limiter", rate, burst)
 
 
 def _locks(request: Request) -> _Locks:

@@ -35,7 +35,7 @@ from sme.core.preview import command_for_test_send, run_preview
 from sme.gateway.config_service import InvalidConfigError
 from sme.gateway.configs_api import API, WRITE, Caller, _scope, _service, principal
 from sme.gateway.openapi_docs import SEQUENCE_SERVER_FIELDS, ErrorMessage, error
-from sme.gateway.rate_limit import RateLimiter, retry_after
+from sme.gateway.rate_limit import RateLimiter, retry_after, shared_limiter
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[Depends(principal)])
@@ -178,11 +178,7 @@ def _preview(
 
 
 def _limiter(request: Request) -> RateLimiter:
-    state = request.app.state
-    limiter: RateLimiter | None = getattr(state, "test_send_limiter", None)
-    if limiter is None:
-        limiter = state.test_send_limiter = RateLimiter(TEST_SEND_RATE, TEST_SEND_BURST)
-    return limiter
+    return shared_limiter(request.app.state, "test_send_limiter", TEST_SEND_RATE, TEST_SEND_BURST)
 
 
 @router.post(

@@ -55,3 +55,13 @@ class RateLimiter:
 def retry_after(seconds: float) -> str:
     """A Retry-After header value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))
+
+
+def shared_limiter(holder: object, name: str, rate: float, burst: int) -> RateLimiter:
+    """The limiter kept on `holder` (an app's state) under `name`, made on first use: one
+    per route family and gateway process, so every request of it draws on the same buckets."""
+    limiter = getattr(holder, name, None)
+    if not isinstance(limiter, RateLimiter):
+        limiter = RateLimiter(rate, burst)
+        setattr(holder, name, limiter)
+    return limiter

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sme.contracts.events import NOT_BLANK
 from sme.gateway.auth import Principal
 from sme.gateway.configs_api import Caller, _scope, _service, principal
-from sme.gateway.rate_limit import RateLimiter, retry_after
+from sme.gateway.rate_limit import RateLimiter, retry_after, shared_limiter
 from sme.storage.clickhouse import ClickHouseStore
 from sme.storage.erasures import ErasureState, erasure_row, erasure_status, record_erasures
 
@@ -118,13 +118,9 @@ class ErasureRecorder:
 
 
 def _limiter(request: Request) -> RateLimiter:
-    state = request.app.state
-    limiter: RateLimiter | None = getattr(state, "erasure_limiter", None)
-    if limiter is None:
-        settings = state.gw.settings
-        limiter = RateLimiter(settings.erasure_rate_per_second, settings.erasure_burst)
-        state.erasure_limiter = limiter
-    return limiter
+    settings = request.app.state.gw.settings
+    rate, burst = settings.erasure_rate_per_second, settings.erasure_burst
+    return shared_limiter(request.app.state, "erasure_limiter", rate, burst)
 
 
 def _recorder(request: Request) -> ErasureRecorder:
