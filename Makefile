@@ -23,7 +23,14 @@ $(CHART): $(WEB)/package.json $(WEB)/package-lock.json
 	cp $(WEB)/node_modules/chart.js/dist/chart.umd.min.js $@
 	cp $(WEB)/node_modules/chart.js/LICENSE.md $(@D)/chart.js.LICENSE.md
 
-install: $(STAMP) $(CHART) ## virtualenv, Python deps, dashboard assets from npm (re-run on change)
+ASYNCAPI := tests/asyncapi
+ASYNCAPI_PARSER := $(ASYNCAPI)/node_modules/.package-lock.json
+
+$(ASYNCAPI_PARSER): $(ASYNCAPI)/package.json $(ASYNCAPI)/package-lock.json
+	cd $(ASYNCAPI) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(STAMP) $(CHART) $(ASYNCAPI_PARSER) ## virtualenv, Python deps, dashboard assets and the AsyncAPI parser from npm (re-run on change)
 
 browser: ## Debian's chromium for the dashboard test (installed once)
 	@command -v chromium >/dev/null || { \
@@ -88,7 +95,7 @@ soak: install ## soak, not in CI: 30 min by default (make soak SOAK_ARGS="--minu
 fuzz: install kafka-start ## schemathesis, every check, against the real gateway (auth off, admin and workspace keys); FUZZ_EXAMPLES per operation
 	SME_FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(BIN)/pytest tests/integration/test_api_fuzz.py -s --timeout 3600 $(PYTEST_ARGS)
 
-schemas: install ## regenerate schemas/*.schema.json from the pydantic models
+schemas: install ## regenerate schemas/*.schema.json, openapi.json and asyncapi.yaml from the contracts
 	$(BIN)/sme schemas
 
 clean: stop

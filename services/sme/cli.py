@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser(
         "schemas",
         help="write the JSON Schemas of the message contracts",
-        description="Generate schemas/<name>.schema.json from the pydantic models.",
+        description="Generate schemas/<name>.schema.json from the pydantic models, "
+        "schemas/openapi.json (HTTP API) and schemas/asyncapi.yaml (Kafka topics).",
     )
     schemas.add_argument(
         "--out", type=Path, default=Path("schemas"), help="output directory (default: schemas)"

@@ -1,4 +1,5 @@
-"""JSON Schemas of the wire contracts, generated from the pydantic models into `schemas/`."""
+"""JSON Schemas of the wire contracts, generated from the pydantic models into `schemas/`, with
+the gateway's OpenAPI and the topics' AsyncAPI documents."""
 
 from __future__ import annotations
 
@@ -60,7 +61,10 @@ def render_openapi() -> str:
 def write_schemas(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     written = []
-    for file_name, text in {**render_schemas(), "openapi.json": render_openapi()}.items():
+    from sme.contracts.asyncapi import render_asyncapi
+
+    documents = {"openapi.json": render_openapi(), "asyncapi.yaml": render_asyncapi()}
+    for file_name, text in {**render_schemas(), **documents}.items():
         path = directory / file_name
         path.write_text(text, encoding="utf-8")
         written.append(path)
