@@ -57,10 +57,11 @@ engine: install kafka-start
 gateway: install kafka-start
 	$(BIN)/sme gateway
 
-lint: install ## ruff (incl. bugbear, bandit, datetime rules), mypy --strict, the dashboard script's syntax
+lint: install ## ruff (incl. bugbear, bandit, datetime rules), mypy --strict, the dashboard's and the AsyncAPI check's script syntax
 	$(BIN)/ruff check services tests bench
 	$(BIN)/mypy
 	node --check services/sme/gateway/static/dashboard.js
+	node --check tests/asyncapi/validate.mjs
 
 test: install browser lint kafka-start ## the whole suite: unit, integration (real broker + ClickHouse engine), e2e
 	$(BIN)/pytest $(PYTEST_ARGS)
