@@ -118,6 +118,13 @@ async def test_the_engine_answers_readyz_once_it_owns_its_partitions(
         url = f"http://127.0.0.1:{engine.settings.engine_web_port}"
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
 
+            async def alive() -> httpx.Response | None:
+                response = await http.get("/healthz")
+                return response if response.status_code == 200 else None
+
+            live = await eventually(alive, timeout=60, what="the engine's /healthz 200")
+            assert live.json() == {"status": "ok"}
+
             async def ready() -> httpx.Response | None:
                 response = await http.get("/readyz")
                 return response if response.status_code == 200 else None

@@ -285,7 +285,13 @@ class Engine:
                 body = {"ready": False, "not_ready": [type(exc).__name__]}
             return view.json(body, status=200 if body["ready"] else 503)
 
+        async def healthz(view: Any, request: Any) -> Any:
+            """200 while the process serves HTTP (a liveness probe: recovering tables or a
+            rebalance is not a reason to restart it; readiness says when it can decide)."""
+            return view.json({"status": "ok"})
+
         self.app.page("/readyz")(readyz)
+        self.app.page("/healthz")(healthz)
 
     def owns_inputs(self) -> bool:
         """Whether this instance has been assigned partitions of the inputs topic."""
