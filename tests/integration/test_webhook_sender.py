@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import signal
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -30,6 +33,7 @@ from tests.support.waiting import eventually
 pytestmark = pytest.mark.integration
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+SERVICES = README.parent / "services"
 SECRET = "integration-test-secret-0123456789"
 
 
@@ -201,3 +205,64 @@ async def test_webhook_sender_signs_retries_refuses_and_sends_each_command_once(
         "ws",
         "email",
     )
+
+
+async def test_sme_sender_webhook_runs_as_its_own_process_and_stops_on_sigterm(
+    kafka: str, tmp_path: Path
+) -> None:
+    env = unique_topic_env("wp")
+    receiver = Receiver()
+    async with serving(receiver) as url:
+        child_env = {
+            **os.environ,
+            **env,
+            "SME_KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "SME_DATA_DIR": str(tmp_path),
+            "SME_TOPIC_PARTITIONS": "1",
+            "SME_SENDER_WEBHOOK_SECRET": SECRET,
+            "SME_SENDER_GROUP_PREFIX": f"{env['SME_ENGINE_APP_ID']}-sender",
+            "PYTHONPATH": str(SERVICES),
+            "SME_LOG_LEVEL": "WARNING",  # stderr is read only at the end
+        }
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sme",
+            "sender",
+            "webhook",
+            "--channel",
+            "push",
+            "--url",
+            url,
+            env=child_env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            settings = Settings(
+                kafka_bootstrap_servers=kafka,
+                topic_partitions=1,
+                **{k.removeprefix("SME_").lower(): v for k, v in env.items()},
+            )
+            assert child.stdout is not None
+            started = await asyncio.wait_for(child.stdout.readline(), 60)  # topics exist
+            assert started.startswith(b"sme sender webhook:"), started
+            async with TopicReader(kafka, settings.topic_events) as events:
+                value = orjson.loads(command_value("proc-1"))
+                value["channel"] = "push"
+                await publish(
+                    kafka, settings.command_topic(Channel.PUSH), [(b"u-1", orjson.dumps(value))]
+                )
+
+                async def delivered() -> list[dict[str, object]]:
+                    return feedback(await events.poll(), "proc-1")
+
+                [outcome] = await eventually(delivered, 60, what="the process's outcome")
+        finally:
+            if child.returncode is None:
+                child.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(child.communicate(), 30)
+    assert outcome["type"] == "delivered"
+    assert outcome["channel"] == "push"
+    assert receiver.posts == {"proc-1": 1}
+    assert child.returncode == 0, stderr.decode()

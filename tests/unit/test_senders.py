@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from sme.contracts.channels import Channel
@@ -17,6 +19,7 @@ from sme.senders.outcome import Attempt, Final, Verdict, classify_http, feedback
 from sme.senders.retry import RetryPolicy
 from sme.senders.runner import Sender
 from sme.senders.signature import sign, verify
+from sme.senders.webhook import WebhookAdapter
 from sme.settings import Settings
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -171,3 +174,56 @@ def test_the_webhook_sender_refuses_to_start_without_a_url_or_a_secret(
     monkeypatch.setenv("SME_SENDER_WEBHOOK_URLS", '{"fax": "http://127.0.0.1:9/h"}')
     assert main(["sender", "webhook", "--channel", "sms"]) == 2
     assert "sender_webhook_urls" in capsys.readouterr().err
+
+
+def test_the_poll_interval_covers_a_command_that_times_out_every_time() -> None:
+    policy = RetryPolicy(max_attempts=4, base_seconds=1.0, cap_seconds=3.0)
+    assert policy.worst_case_seconds(10.0) == 4 * 10.0 + 1.0 + 2.0 + 3.0
+    assert RetryPolicy(1, 1.0, 3.0).worst_case_seconds(2.0) == 2.0
+
+
+def webhook_attempt(handler: Callable[[httpx.Request], httpx.Response]) -> Attempt:
+    async def go() -> Attempt:
+        adapter = WebhookAdapter(
+            "https://receiver.test/hook",
+            b"secret",
+            5.0,
+            clock=lambda: 1_700_000_000.0,
+            transport=httpx.MockTransport(handler),
+        )
+        try:
+            return await adapter.deliver(command())
+        finally:
+            await adapter.aclose()
+
+    return asyncio.run(go())
+
+
+def test_the_webhook_posts_the_signed_command_and_classifies_the_answer() -> None:
+    requests: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(204)
+
+    assert webhook_attempt(answer) == Attempt(Verdict.DELIVERED, "http 204", 204)
+    [request] = requests
+    assert request.method == "POST"
+    assert Command.model_validate_json(request.content) == command()
+    assert request.headers["X-SME-Command-Id"] == "c-1"
+    assert request.headers["X-SME-Timestamp"] == "1700000000"
+    assert request.headers["X-SME-Signature"] == sign(b"secret", 1_700_000_000, request.content)
+    assert webhook_attempt(lambda _: httpx.Response(302)).verdict is Verdict.REJECTED
+
+
+def test_webhook_timeouts_and_failed_connections_are_retryable() -> None:
+    def times_out(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("slow", request=request)
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    assert webhook_attempt(times_out) == Attempt(Verdict.RETRYABLE, "timeout")
+    assert webhook_attempt(refused) == Attempt(Verdict.RETRYABLE, "connection failed: ConnectError")
+    with pytest.raises(ValueError, match="secret"):
+        WebhookAdapter("https://receiver.test/hook", b"", 5.0)

@@ -79,10 +79,18 @@ class Sender:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            max_poll_records=s.sender_concurrency * 4,
+            # A batch is at most what is delivered at once, so it takes no longer than its
+            # slowest command; the poll interval allows that plus a margin.
+            max_poll_records=s.sender_concurrency,
+            max_poll_interval_ms=int(
+                (self.policy.worst_case_seconds(s.sender_timeout_seconds) + 60) * 1000
+            ),
         )
         producer = AIOKafkaProducer(
-            bootstrap_servers=s.kafka_bootstrap_servers, acks="all", enable_idempotence=True
+            bootstrap_servers=s.kafka_bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            compression_type="zstd",
         )
         await producer.start()
         try:

@@ -23,6 +23,7 @@ class WebhookAdapter:
         secret: bytes,
         timeout_s: float,
         clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not secret:
             raise ValueError("a webhook needs a signing secret (SME_SENDER_WEBHOOK_SECRET)")
@@ -30,7 +31,9 @@ class WebhookAdapter:
         self.secret = secret
         self.clock = clock
         # No redirects: a 3xx is an answer, never a reason to send the body somewhere else.
-        self.client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False)
+        self.client = httpx.AsyncClient(
+            timeout=timeout_s, follow_redirects=False, transport=transport
+        )
 
     async def deliver(self, command: Command) -> Attempt:
         body = command.model_dump_json().encode("utf-8")
