@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from sme.contracts.channels import Channel
 from sme.errors import SmeError
 from sme.gc_tuning import tune_gc
 from sme.settings import Settings, load_settings
@@ -143,6 +144,13 @@ def run_sql(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_sender(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one channel sender until SIGINT/SIGTERM (see `sme.senders`)."""
+    from sme.senders.main import run_webhook_sender
+
+    return run_webhook_sender(settings, Channel(args.channel), args.url)
+
+
 def run_schemas(directory: Path) -> None:
     from sme.contracts.schemas import write_schemas
 
@@ -241,6 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the key read from standard input instead of a random one (it must be at "
         "least 24 characters and about 128 bits; never pass a key as an argument)",
     )
+    sender = sub.add_parser(
+        "sender",
+        help="run a channel sender (consumes commands, reports outcomes)",
+        description="Deliver the commands of one channel and publish each outcome "
+        "(delivered, bounced with a reason) to the events topic. Its own consumer group.",
+    )
+    sender_sub = sender.add_subparsers(dest="sender_kind", required=True, metavar="KIND")
+    webhook = sender_sub.add_parser(
+        "webhook",
+        help="POST each command as signed JSON to a URL",
+        description="POST each command as JSON, signed with HMAC-SHA256 "
+        "(SME_SENDER_WEBHOOK_SECRET): 2xx delivered, 4xx bounced, 5xx and timeouts retried.",
+    )
+    webhook.add_argument("--channel", required=True, choices=[c.value for c in Channel])
+    webhook.add_argument(
+        "--url", help="the receiver (default: the channel's entry of SME_SENDER_WEBHOOK_URLS)"
+    )
     schemas = sub.add_parser(
         "schemas",
         help="write the JSON Schemas of the message contracts",
@@ -290,6 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "configs":
             return run_configs_apply(settings, args.paths)
+        if args.command == "sender":
+            return run_sender(settings, args)
         {"engine": run_engine, "gateway": run_gateway, "topics": run_topics}[args.command](settings)
     except ValidationError as exc:
         print(f"sme: invalid configuration:\n{exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sme.contracts.channels import Channel
@@ -132,6 +132,36 @@ class Settings(BaseSettings):
     topic_stats: str = Field("sme.stats", description="Population statistics (compacted).")
     topic_partitions: int = Field(6, ge=1, le=1000, description="Partitions of new topics.")
     topic_replication: int = Field(1, ge=1, le=5, description="Replication of new topics.")
+
+    # --- senders (`sme sender …`) -----------------------------------------------------------
+    sender_group_prefix: str = Field(
+        "sme-sender", description="Senders' consumer groups: <prefix>-<kind>-<channel>."
+    )
+    sender_webhook_urls: dict[Channel, AnyHttpUrl] = Field(
+        default_factory=dict,
+        description='Webhook URL per channel, JSON, e.g. {"email": "https://example.com/hook"}.',
+    )
+    sender_webhook_secret: SecretStr = Field(
+        SecretStr(""), description="HMAC-SHA256 key of the X-SME-Signature header (required)."
+    )
+    sender_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Longest wait for one delivery attempt."
+    )
+    sender_max_attempts: int = Field(
+        5, ge=1, le=100, description="Attempts per command, the first included."
+    )
+    sender_backoff_base_seconds: float = Field(
+        0.5, ge=0, le=60, description="First retry waits up to this; doubles per attempt."
+    )
+    sender_backoff_max_seconds: float = Field(
+        30.0, ge=0, le=3600, description="Cap of one retry's wait (full jitter below it)."
+    )
+    sender_concurrency: int = Field(
+        16, ge=1, le=1000, description="Commands one sender delivers at once."
+    )
+    sender_dedupe_size: int = Field(
+        100_000, ge=1, le=10_000_000, description="Settled command ids a sender remembers."
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 

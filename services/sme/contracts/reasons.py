@@ -48,3 +48,13 @@ class Reason(StrEnum):
     """A list enrollment for a sequence that is not ACTIVE (paused, stopped, kill switch)."""
     ALREADY_ENROLLED = "already_enrolled"
     """A list enrollment of a user already in the sequence (the running enrollment goes on)."""
+
+
+class DeliveryFailure(StrEnum):
+    """Why a sender gave a command up; sent as `properties.reason` of its `bounced` feedback."""
+
+    REJECTED = "rejected"
+    """The receiver refused the message for good (a webhook's 4xx, an SMTP 5xx)."""
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    """Every attempt failed in a way that might have passed later (5xx, timeout, no
+    connection) and the attempts ran out."""
