@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         description="Key (at least 32 bytes) signing tracking links (`/t/o`, `/t/c`, `/t/u`); "
         "unset, those routes answer 503. Senders mint links with the same key.",
     )
+    tracking_previous_secret: SecretStr | None = Field(
+        None,
+        description="The key before the last rotation: links it signed still work (new ones "
+        "are signed by senders with the new SME_TRACKING_SECRET).",
+    )
     tracking_rate_per_second: float = Field(
         500.0, gt=0, le=1_000_000, description="Tracking hits recorded per second per workspace."
     )
@@ -164,7 +169,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with chdb://, http://, https:// or clickhouse://")
         return v
 
-    @field_validator("tracking_secret")
+    @field_validator("tracking_secret", "tracking_previous_secret")
     @classmethod
     def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
         if v is None or not v.get_secret_value():

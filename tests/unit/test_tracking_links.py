@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from pydantic import ValidationError
 
 from sme.contracts.activities import ActivityType as A
 from sme.contracts.channels import Channel
@@ -27,6 +28,7 @@ from sme.core.tracking_links import (
     tracking_links,
     verify,
 )
+from sme.settings import Settings
 from tests.unit.builders import T0, Driver, at, config, msg_step, of_type
 
 SECRET = b"k" * 32
@@ -229,3 +231,12 @@ def test_the_readme_tracking_example_mints_links_that_verify(
     click = verify(token_of(hrefs[0]), LinkKind.CLICK, SECRET, T0)
     assert click.url == "https://shop.example.com/cart"
     assert scope["headers"]["List-Unsubscribe"] == f"<{hrefs[1]}>"
+
+
+def test_the_tracking_secret_setting_is_at_least_32_bytes_and_empty_means_unset() -> None:
+    assert Settings(tracking_secret="").tracking_secret is None
+    assert Settings(tracking_secret="é" * 16).tracking_secret is not None  # 32 bytes in UTF-8
+    with pytest.raises(ValidationError, match="32 bytes"):
+        Settings(tracking_secret="x" * 31)
+    with pytest.raises(ValidationError, match="32 bytes"):
+        Settings(tracking_previous_secret="x" * 31)

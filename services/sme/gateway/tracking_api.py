@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import SecretStr
 
 from sme.core.tracking_links import (
     MAX_TOKEN,
@@ -118,11 +119,10 @@ def _claims(request: Request, token: str, kind: LinkKind, *, limited: bool = Tru
     if secret is None:
         raise HTTPException(503, "tracking is not configured (SME_TRACKING_SECRET is unset)")
     hits = gw.metrics.tracking_hits
-    try:
-        claims = verify(token, kind, secret.get_secret_value().encode(), datetime.now(UTC))
-    except InvalidLinkError as exc:
+    claims = _verified(token, kind, (secret, gw.settings.tracking_previous_secret))
+    if claims is None:
         hits.labels(KIND_NAMES[kind], "refused").inc()
-        raise HTTPException(404, "not a valid tracking link") from exc
+        raise HTTPException(404, "not a valid tracking link")
     if limited:
         settings = gw.settings
         limiter = shared_limiter(
@@ -140,6 +140,22 @@ def _claims(request: Request, token: str, kind: LinkKind, *, limited: bool = Tru
                 headers={"Retry-After": retry_after(wait)},
             )
     return claims
+
+
+def _verified(
+    token: str, kind: LinkKind, secrets: tuple[SecretStr | None, ...]
+) -> LinkClaims | None:
+    """The claims under the current secret, else under the previous one (links minted before
+    a rotation keep working); None when neither signed it."""
+    now = datetime.now(UTC)
+    for secret in secrets:
+        if secret is None:
+            continue
+        try:
+            return verify(token, kind, secret.get_secret_value().encode(), now)
+        except InvalidLinkError:
+            continue
+    return None
 
 
 async def _record(request: Request, claims: LinkClaims) -> None:
