@@ -11,6 +11,7 @@ from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sme.contracts.channels import Channel
+from sme.core.tracking_links import MIN_SECRET_BYTES
 from sme.storage.sql import checked_identifier
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
@@ -109,6 +110,23 @@ class Settings(BaseSettings):
         20, ge=1, le=100_000, description="List-enrollment requests a workspace may send at once."
     )
 
+    tracking_secret: SecretStr | None = Field(
+        None,
+        description="Key (at least 32 bytes) signing tracking links (`/t/o`, `/t/c`, `/t/u`); "
+        "unset, those routes answer 503. Senders mint links with the same key.",
+    )
+    tracking_previous_secret: SecretStr | None = Field(
+        None,
+        description="The key before the last rotation: links it signed still work (new ones "
+        "are signed by senders with the new SME_TRACKING_SECRET).",
+    )
+    tracking_rate_per_second: float = Field(
+        500.0, gt=0, le=1_000_000, description="Tracking hits recorded per second per workspace."
+    )
+    tracking_burst: int = Field(
+        5000, ge=1, le=10_000_000, description="Tracking hits a workspace may record at once."
+    )
+
     automation_interval_seconds: float = Field(
         10.0, gt=0, le=3600, description="How often automation rules are evaluated."
     )
@@ -179,6 +197,15 @@ class Settings(BaseSettings):
         scheme = v.get_secret_value().split("://", 1)[0]
         if scheme not in {"chdb", "http", "https", "clickhouse", "clickhouses"}:
             raise ValueError("must start with chdb://, http://, https:// or clickhouse://")
+        return v
+
+    @field_validator("tracking_secret", "tracking_previous_secret")
+    @classmethod
+    def _long_enough(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None  # empty as unset: tracking off
+        if len(v.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes (e.g. 64 hex digits)")
         return v
 
     @field_validator("clickhouse_database")

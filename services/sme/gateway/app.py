@@ -48,6 +48,7 @@ from sme.gateway.params import MOMENT_MAX, MOMENT_MIN, Moment
 from sme.gateway.preview_api import router as preview_router
 from sme.gateway.sink import ActivitySink
 from sme.gateway.sql_api import router as sql_router
+from sme.gateway.tracking_api import router as tracking_router
 from sme.gateway.users_api import ErasureRecorder
 from sme.gateway.users_api import router as users_router
 from sme.settings import Settings
@@ -168,6 +169,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.include_router(users_router)
     app.include_router(enrollments_router)
     app.include_router(dashboard_router)
+    app.include_router(tracking_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     check_assets()
 

@@ -69,3 +69,10 @@ class GatewayMetrics:
             buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
             registry=registry,
         )
+        self.tracking_hits = Counter(
+            "sme_tracking_hits_total",
+            "Tracking link hits by kind (open, click, unsubscribe) and outcome (recorded, "
+            "refused: forged, altered or expired; limited: 429).",
+            ["kind", "outcome"],
+            registry=registry,
+        )
