@@ -168,3 +168,29 @@ async def test_a_segment_batch_reaches_the_engine_and_bad_events_are_dead_letter
         # bob (globex) never gets acme's welcome.
         await commands.read_to_end()
         assert not any(c["user_id"] == "bob" for c in commands.seen)
+
+
+async def test_segment_limits_batch_size_and_calls_per_workspace(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "write-keys.json"
+    acme = add_key(keys_file, "acme-cdp", "acme", prefix="sme_wk_")
+    globex = add_key(keys_file, "globex-cdp", "globex", prefix="sme_wk_")
+    s = test_settings.model_copy(
+        update={"write_keys_file": keys_file, "ingest_burst": 2, "ingest_rate_per_second": 0.01}
+    )
+    await ensure_topics(s)
+    async with running_gateway(s) as api:
+        call = {"type": "track", "userId": "ada", "event": "Opened"}
+        over = {"batch": [{**call, "properties": {"pad": "x" * 1000}}] * 520}
+        assert 500 * 1024 < len(orjson.dumps(over)) < 1024 * 1024
+        too_large = await api.post("/v1/batch", json=over, auth=basic(acme))
+        assert too_large.status_code == 413
+        many = await api.post("/v1/batch", json={"batch": [call] * 2501}, auth=basic(acme))
+        assert many.status_code == 400
+        assert many.json()["errors"][0]["errors"][0]["loc"] == ["batch"]
+        limited = await api.post("/v1/track", json=call, auth=basic(acme))
+        assert limited.status_code == 429
+        assert int(limited.headers["retry-after"]) >= 1
+        other = await api.post("/v1/track", json=call, auth=basic(globex))
+        assert other.status_code == 200, "the limit is per workspace"

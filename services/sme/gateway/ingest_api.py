@@ -159,7 +159,7 @@ async def _ingest(request: Request, kind: str | None, limit: int) -> JSONRespons
     sink = _Sink(request, workspace_id)
     calls, refused = _calls(raw, kind)
     if refused:  # the body itself
-        await sink.refuse(0, raw, None, refused, RejectReason.INVALID_JSON)
+        sink.refuse(0, raw, None, refused, RejectReason.INVALID_JSON)
         await sink.flush()
         return _answer(sink, 400)
     now = datetime.now(UTC)
@@ -168,7 +168,7 @@ async def _ingest(request: Request, kind: str | None, limit: int) -> JSONRespons
         if isinstance(mapped, Event):
             sink.accept(mapped)
         else:
-            await sink.refuse(index, orjson.dumps(call), call, mapped)
+            sink.refuse(index, orjson.dumps(call), call, mapped)
     await sink.flush()
     return _answer(sink, 400 if kind is not None and sink.errors else 200)
 
@@ -212,7 +212,7 @@ class _Sink:
         )
         self.accepted += 1
 
-    async def refuse(
+    def refuse(
         self,
         index: int,
         raw: bytes,
