@@ -177,7 +177,7 @@ async def test_segment_limits_batch_size_and_calls_per_workspace(
     acme = add_key(keys_file, "acme-cdp", "acme", prefix="sme_wk_")
     globex = add_key(keys_file, "globex-cdp", "globex", prefix="sme_wk_")
     s = test_settings.model_copy(
-        update={"write_keys_file": keys_file, "ingest_burst": 2, "ingest_rate_per_second": 0.01}
+        update={"write_keys_file": keys_file, "ingest_burst": 3, "ingest_rate_per_second": 0.01}
     )
     await ensure_topics(s)
     async with running_gateway(s) as api:
@@ -189,6 +189,12 @@ async def test_segment_limits_batch_size_and_calls_per_workspace(
         many = await api.post("/v1/batch", json={"batch": [call] * 2501}, auth=basic(acme))
         assert many.status_code == 400
         assert many.json()["errors"][0]["errors"][0]["loc"] == ["batch"]
+        big = {**call, "properties": {"pad": "x" * 40_000}}
+        mixed = await api.post("/v1/batch", json={"batch": [big, call]}, auth=basic(acme))
+        assert mixed.status_code == 200
+        assert (mixed.json()["accepted"], mixed.json()["rejected"]) == (1, 1)
+        assert mixed.json()["errors"][0]["index"] == 0
+        assert mixed.json()["errors"][0]["errors"][0]["type"] == "too_large"
         limited = await api.post("/v1/track", json=call, auth=basic(acme))
         assert limited.status_code == 429
         assert int(limited.headers["retry-after"]) >= 1

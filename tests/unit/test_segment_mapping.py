@@ -143,3 +143,20 @@ def test_calls_other_than_track_and_identify_are_refused() -> None:
     assert refused({"type": "track", "userId": "ada", "event": "x", "properties": []})[0][0] == (
         "properties",
     )
+
+
+def nested(levels: int) -> object:
+    value: object = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_events_nest_no_deeper_than_the_engine_accepts() -> None:
+    # event (1) > properties (2) > 62 arrays: 64 levels, as deep as the engine takes.
+    assert mapped({"userId": "ada", "event": "x", "properties": {"a": nested(62)}}, "track")
+    assert refused({"userId": "ada", "event": "x", "properties": {"a": nested(63)}}, "track") == [
+        (("properties",), "objects and arrays nest deeper than 64 levels in the event")
+    ]
+    # nested traits land one level deeper, in properties.traits
+    assert refused({"userId": "ada", "traits": {"a": nested(62)}}, "identify")[0][0] == ("traits",)

@@ -23,7 +23,7 @@ import orjson
 from pydantic import ValidationError
 
 from sme.contracts.dead_letters import FieldError
-from sme.contracts.events import Event
+from sme.contracts.events import MAX_NESTING, Event
 from sme.contracts.segment import SegmentIdentify, SegmentTrack
 from sme.core.ids import stable_id
 
@@ -119,6 +119,10 @@ def _event(
     }
     if user:
         candidate["user"] = user
+    if _depth(candidate) > MAX_NESTING:
+        field = "traits" if isinstance(call, SegmentIdentify) else "properties"
+        message = f"objects and arrays nest deeper than {MAX_NESTING} levels in the event"
+        return [((field,), message, "too_deep")]
     try:
         return Event.model_validate(candidate)
     except ValidationError as exc:
@@ -126,6 +130,18 @@ def _event(
             (_segment_loc(e["loc"], call), e["msg"], e["type"])
             for e in exc.errors(include_url=False)
         ]
+
+
+def _depth(document: object) -> int:
+    """How deep objects and arrays nest (the event itself is level 1), as the engine counts."""
+    deepest, pending = 0, [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _scalar(value: object) -> bool:

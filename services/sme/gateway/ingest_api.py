@@ -164,13 +164,31 @@ async def _ingest(request: Request, kind: str | None, limit: int) -> JSONRespons
         return _answer(sink, 400)
     now = datetime.now(UTC)
     for index, call in enumerate(calls):
-        mapped = from_segment(call, kind, workspace_id, now)
-        if isinstance(mapped, Event):
-            sink.accept(mapped)
-        else:
-            sink.refuse(index, orjson.dumps(call), call, mapped)
+        original = orjson.dumps(call)
+        problems = _too_large(original, MAX_CALL_BYTES, "a call")
+        if not problems:
+            mapped = from_segment(call, kind, workspace_id, now)
+            if isinstance(mapped, Event):
+                value = mapped.model_dump_json().encode()
+                problems = _too_large(value, settings.max_event_bytes, "its event")
+                if not problems:
+                    sink.accept(mapped.user_id, value)
+                    continue
+            else:
+                problems = mapped
+        too_large = problems[0][2] == "too_large"
+        reason = RejectReason.TOO_LARGE if too_large else RejectReason.VALIDATION_FAILED
+        sink.refuse(index, original, call, problems, reason)
     await sink.flush()
     return _answer(sink, 400 if kind is not None and sink.errors else 200)
+
+
+def _too_large(data: bytes, limit: int, what: str) -> Problems:
+    """Segment's 32 KB per call holds inside a batch too; the event must fit the engine's
+    `SME_MAX_EVENT_BYTES` (it would dead-letter a larger one)."""
+    if len(data) <= limit:
+        return []
+    return [((), f"{what} is {len(data)} bytes; at most {limit}", "too_large")]
 
 
 def _calls(raw: bytes, kind: str | None) -> tuple[list[object], Problems]:
@@ -204,9 +222,9 @@ class _Sink:
         self.accepted = 0
         self.errors: list[dict[str, Any]] = []
 
-    def accept(self, event: Event) -> None:
-        value = event.model_dump_json().encode()
-        key = event.user_id.encode()
+    def accept(self, user_id: str, value: bytes) -> None:
+        """One event (its JSON), keyed by its user id as upstream producers key theirs."""
+        key = user_id.encode()
         self.pending.append(
             asyncio.ensure_future(self._send(self.settings.topic_events, value, key))
         )
