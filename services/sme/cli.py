@@ -151,6 +151,26 @@ def run_sender(settings: Settings, args: argparse.Namespace) -> int:
     return run_webhook_sender(settings, Channel(args.channel), args.url)
 
 
+def run_keys_create(settings: Settings, args: argparse.Namespace) -> int:
+    from sme.gateway.auth import KEY_PREFIX, add_key
+    from sme.gateway.ingest_api import WRITE_KEY_PREFIX
+
+    if args.write:
+        setting, default, prefix = "SME_WRITE_KEYS_FILE", "write-keys.json", WRITE_KEY_PREFIX
+        configured = settings.write_keys_file
+    else:
+        setting, default, prefix = "SME_API_KEYS_FILE", "api-keys.json", KEY_PREFIX
+        configured = settings.api_keys_file
+    path = args.file or configured or settings.data_dir / default
+    path.parent.mkdir(parents=True, exist_ok=True)
+    supplied = sys.stdin.readline().strip() if args.key_stdin else None
+    key = add_key(path, args.key_id, args.workspace, supplied, prefix)
+    if supplied is None:
+        print(key)
+    print(f"stored the hash in {path}; set {setting}={path}", file=sys.stderr)
+    return 0
+
+
 def run_schemas(directory: Path) -> None:
     from sme.contracts.schemas import write_schemas
 
@@ -241,7 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--file",
         type=Path,
         default=None,
-        help="keys file (default: SME_API_KEYS_FILE, else <data dir>/api-keys.json)",
+        help="keys file (default: SME_API_KEYS_FILE, else <data dir>/api-keys.json; with "
+        "--write: SME_WRITE_KEYS_FILE, else <data dir>/write-keys.json)",
+    )
+    create.add_argument(
+        "--write",
+        action="store_true",
+        help="an ingest write key (HTTP Basic user for /v1/track, /v1/identify, /v1/batch): "
+        "it can only send events to its workspace, never read or configure",
     )
     create.add_argument(
         "--key-stdin",
@@ -303,16 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sql":
             return run_sql(settings, args)
         if args.command == "keys":
-            from sme.gateway.auth import add_key
-
-            path = args.file or settings.api_keys_file or settings.data_dir / "api-keys.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            supplied = sys.stdin.readline().strip() if args.key_stdin else None
-            key = add_key(path, args.key_id, args.workspace, supplied)
-            if supplied is None:
-                print(key)
-            print(f"stored the hash in {path}; set SME_API_KEYS_FILE={path}", file=sys.stderr)
-            return 0
+            return run_keys_create(settings, args)
         if args.command == "configs":
             return run_configs_apply(settings, args.paths)
         if args.command == "sender":

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         None, description="JSON list of {id, workspace_id, sha256} API keys (`sme keys create`)."
     )
     admin_api_key: SecretStr | None = Field(None, description="Bearer key for every workspace.")
+    write_keys_file: Path | None = Field(
+        None,
+        description="JSON list of {id, workspace_id, sha256} ingest write keys "
+        "(`sme keys create --write`); without it `/v1/*` ingest answers 401.",
+    )
     engine_web_host: str = Field("127.0.0.1", description="Engine /metrics bind address.")
     engine_web_port: int = Field(6066, ge=1, le=65535, description="Engine /metrics port.")
 
@@ -125,6 +130,12 @@ class Settings(BaseSettings):
     )
     tracking_burst: int = Field(
         5000, ge=1, le=10_000_000, description="Tracking hits a workspace may record at once."
+    )
+    ingest_rate_per_second: float = Field(
+        50.0, gt=0, le=100_000, description="Ingest (`/v1/*`) calls per second per workspace."
+    )
+    ingest_burst: int = Field(
+        500, ge=1, le=1_000_000, description="Ingest calls a workspace may send at once."
     )
 
     automation_interval_seconds: float = Field(

@@ -42,6 +42,8 @@ from sme.gateway.http_guards import (
     ResponseGuards,
     inline_script_hashes,
 )
+from sme.gateway.ingest_api import WriteKeys
+from sme.gateway.ingest_api import router as ingest_router
 from sme.gateway.metrics import GatewayMetrics
 from sme.gateway.openapi_docs import install as install_openapi
 from sme.gateway.params import MOMENT_MAX, MOMENT_MIN, Moment
@@ -163,6 +165,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     )
     install_openapi(app)
     app.state.auth = authenticator
+    app.state.write_keys = WriteKeys(settings)  # a bad write-keys file stops the start
     app.include_router(configs_router)
     app.include_router(preview_router)
     app.include_router(sql_router)
@@ -170,6 +173,7 @@ def create_app(settings: Settings, registry: CollectorRegistry | None = None) ->
     app.include_router(enrollments_router)
     app.include_router(dashboard_router)
     app.include_router(tracking_router)
+    app.include_router(ingest_router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     check_assets()
 

@@ -53,8 +53,8 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def new_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+def new_key(prefix: str = KEY_PREFIX) -> str:
+    return prefix + secrets.token_urlsafe(32)
 
 
 def key_bits(key: str) -> float:
@@ -93,21 +93,23 @@ class KeyRecord:
     sha256: str
 
 
-def load_keys(path: Path | None) -> list[KeyRecord]:
+def load_keys(path: Path | None, setting: str = "SME_API_KEYS_FILE") -> list[KeyRecord]:
     if path is None:
         return []
     if not path.exists():
-        raise ConfigurationError(f"SME_API_KEYS_FILE {path} does not exist")
+        raise ConfigurationError(f"{setting} {path} does not exist")
     try:
         rows = orjson.loads(path.read_bytes())
         return [KeyRecord(str(r["id"]), str(r["workspace_id"]), str(r["sha256"])) for r in rows]
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigurationError(
-            f"SME_API_KEYS_FILE {path} is not a list of {{id, workspace_id, sha256}}"
+            f"{setting} {path} is not a list of {{id, workspace_id, sha256}}"
         ) from exc
 
 
-def add_key(path: Path, key_id: str, workspace_id: str, key: str | None = None) -> str:
+def add_key(
+    path: Path, key_id: str, workspace_id: str, key: str | None = None, prefix: str = KEY_PREFIX
+) -> str:
     """Add a key for a workspace (a new random one, or `key` if it is strong enough); store
     only its hash; return the key (shown once)."""
     if key is not None:
@@ -115,7 +117,7 @@ def add_key(path: Path, key_id: str, workspace_id: str, key: str | None = None) 
     records = load_keys(path) if path.exists() else []
     if any(r.id == key_id for r in records):
         raise ConfigurationError(f"a key with id {key_id!r} exists already")
-    key = new_key() if key is None else key
+    key = new_key(prefix) if key is None else key
     if any(r.sha256 == hash_key(key) for r in records):
         raise ConfigurationError("that key is in use already")
     rows = [{"id": r.id, "workspace_id": r.workspace_id, "sha256": r.sha256} for r in records]
