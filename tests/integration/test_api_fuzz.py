@@ -22,6 +22,12 @@ pytestmark = pytest.mark.integration
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXAMPLES = int(os.environ.get("SME_FUZZ_EXAMPLES", "15"))
 ADMIN = "fuzz-admin_K3y-0123456789abcdefXYZ"
+TRACKING_SECRET = "fuzz-tracking-0123456789abcdef0123456789"
+
+
+def tracked(settings: Settings) -> Settings:
+    """With a tracking key, so the `/t/` routes verify tokens (unset, they answer 503)."""
+    return settings.model_copy(update={"tracking_secret": SecretStr(TRACKING_SECRET)})
 
 
 async def schemathesis(base_url: str, workdir: Path, key: str | None) -> str:
@@ -64,7 +70,7 @@ async def schemathesis(base_url: str, workdir: Path, key: str | None) -> str:
 async def test_the_api_conforms_to_its_schema_with_auth_off(
     test_settings: Settings, tmp_path: Path
 ) -> None:
-    async with running_gateway(test_settings) as http:
+    async with running_gateway(tracked(test_settings)) as http:
         await schemathesis(str(http.base_url).rstrip("/"), tmp_path, None)
 
 
@@ -74,7 +80,7 @@ async def test_the_api_conforms_to_its_schema_with_admin_and_workspace_keys(
 ) -> None:
     keys_file = tmp_path / "keys.json"
     workspace_key = add_key(keys_file, "fuzz", "0")
-    settings = test_settings.model_copy(
+    settings = tracked(test_settings).model_copy(
         update={"api_keys_file": keys_file, "admin_api_key": SecretStr(ADMIN)}
     )
     async with running_gateway(settings) as http:

@@ -25,7 +25,7 @@ from sme.core.tracking_links import (
     tracking_event,
     verify,
 )
-from sme.gateway.openapi_docs import ErrorMessage, error
+from sme.gateway.openapi_docs import REF, ErrorMessage, error
 from sme.gateway.rate_limit import retry_after, shared_limiter
 
 router = APIRouter(tags=["tracking"])
@@ -43,6 +43,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     503: error(ErrorMessage, "tracking is not configured, or the broker did not acknowledge"),
 }
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
+# The HTML routes' own media type would otherwise be given to their JSON errors too.
+HTML_ROUTE_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": doc["description"],
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorMessage")}}},
+    }
+    for status, doc in ERRORS.items()
+}
 KIND_NAMES = {LinkKind.OPEN: "open", LinkKind.CLICK: "click", LinkKind.UNSUBSCRIBE: "unsubscribe"}
 
 
@@ -82,7 +90,7 @@ async def click(request: Request, token: Token) -> RedirectResponse:
 @router.get(
     "/t/u/{token}",
     response_class=HTMLResponse,
-    responses={200: {"description": "a page asking to confirm", **_HTML}, **ERRORS},
+    responses={200: {"description": "a page asking to confirm", **_HTML}, **HTML_ROUTE_ERRORS},
 )
 async def unsubscribe_page(request: Request, token: Token) -> HTMLResponse:
     """A confirmation page whose button POSTs to the same URL. A GET records nothing: link
@@ -100,7 +108,10 @@ async def unsubscribe_page(request: Request, token: Token) -> HTMLResponse:
 @router.post(
     "/t/u/{token}",
     response_class=HTMLResponse,
-    responses={200: {"description": "consent withdrawn for the channel", **_HTML}, **ERRORS},
+    responses={
+        200: {"description": "consent withdrawn for the channel", **_HTML},
+        **HTML_ROUTE_ERRORS,
+    },
 )
 async def unsubscribe(request: Request, token: Token) -> HTMLResponse:
     """Withdraw the user's consent for the token's channel (an `unsubscribed` event: the
