@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from sme.client import AsyncSmeClient, Conflict, InvalidRequest, NotFound
-from sme.contracts.preview import PreviewRequest
+from sme.client import AsyncSmeClient, Conflict, InvalidRequest, NotFound, Unauthorized
+from sme.contracts.preview import PreviewRequest, SendTestRequest
 from sme.settings import Settings
 from sme.topics import ensure_topics
 from tests.support.gateway import running_gateway
@@ -79,8 +79,14 @@ async def test_the_client_speaks_every_kind_of_call(gateway_url: str) -> None:
         assert {"lift", "series", "steps"} <= set(metrics)
         assert (await sme.report(created.id, "csv")).startswith(b'"day","arm"')
 
-        settings = await sme.put_workspace("acme", {"default_timezone": "Europe/Paris"})
-        assert settings.default_timezone == "Europe/Paris"
+        with pytest.raises(Unauthorized, match="test_users"):
+            await sme.test_send(created.id, SendTestRequest(user_id="tess", step_id="welcome"))
+        settings = await sme.put_workspace(
+            "acme", {"default_timezone": "Europe/Paris", "test_users": ["tess"]}
+        )
+        assert (settings.default_timezone, settings.test_users) == ("Europe/Paris", ["tess"])
+        sent = await sme.test_send(created.id, SendTestRequest(user_id="tess", step_id="welcome"))
+        assert (sent.command.user_id, sent.command.step_id) == ("tess", "welcome")
         assert (await sme.get_workspace("acme")) == settings
         with pytest.raises(InvalidRequest) as zone:
             await sme.put_workspace("acme", {"default_timezone": "Mars/Olympus"})

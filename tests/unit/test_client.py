@@ -214,3 +214,11 @@ def test_the_sync_client_offers_every_call_of_the_async_one() -> None:
         n: str(s).replace("AsyncBaseTransport", "BaseTransport").replace("Awaitable[None]", "None")
         for n, s in async_calls.items()
     }
+
+
+def test_a_gateway_not_ready_is_an_answer_not_an_error() -> None:
+    gateway = Recorder(answer(503, {"detail": "starting"}), answer(200, "ok"))
+    client = gateway.client()
+    assert not client.ready()
+    assert client.ready()
+    assert [r.url.path for r in gateway.requests] == ["/readyz", "/readyz"]

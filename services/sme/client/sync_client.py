@@ -13,7 +13,7 @@ import httpx
 
 from sme.client import endpoints as ep
 from sme.client.calls import Call, raise_for, retry_wait
-from sme.client.errors import GatewayUnreachable
+from sme.client.errors import GatewayUnreachable, Unavailable
 from sme.contracts.enrollments import EnrollmentAccepted
 from sme.contracts.preview import PreviewRequest, PreviewResponse, SendTestRequest, SendTestResponse
 from sme.contracts.sequences import KillSwitch, SequenceConfig, WorkspaceSettings
@@ -164,4 +164,8 @@ class SmeClient:
         return self.call(ep.erasure(workspace_id, erasure_id))
 
     def ready(self) -> bool:
-        return self.call(ep.ready())
+        """Whether the gateway is ready (`/readyz`): a 503 is an answer here, not an error."""
+        try:
+            return self.call(ep.ready())
+        except Unavailable:
+            return False
