@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -105,20 +106,10 @@ def run_configs_apply(settings: Settings, paths: list[Path]) -> int:
 
 def run_report(settings: Settings, args: argparse.Namespace) -> int:
     """Fetch a report from the gateway (which owns the embedded store) over HTTP."""
-    import urllib.parse
+    from sme.gateway_client import connect
 
-    from sme.gateway_client import call, gateway_url
-
-    query = {"format": args.format}
-    if args.date_from:
-        query["from"] = args.date_from
-    if args.date_to:
-        query["to"] = args.date_to
-    path = (
-        f"/api/v1/035-sequential-messaging-engine/{urllib.parse.quote(args.config, safe='')}"
-        f"/report?{urllib.parse.urlencode(query)}"
-    )
-    body = call(settings, gateway_url(settings, args.gateway), path, args.key)
+    with connect(settings, args.gateway, args.key) as client:
+        body = client.report(args.config, args.format, args.date_from, args.date_to)
     if args.out:
         args.out.write_bytes(body)
     else:
@@ -128,18 +119,14 @@ def run_report(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_sql(settings: Settings, args: argparse.Namespace) -> int:
     """One read-only query through the gateway; tab-separated output with a header."""
-    import orjson
+    from sme.gateway_client import connect
 
-    from sme.gateway_client import call, gateway_url
-
-    request = orjson.dumps({"query": args.query, "max_rows": args.max_rows})
-    answer = orjson.loads(
-        call(settings, gateway_url(settings, args.gateway), "/api/v1/sql", args.key, request)
-    )
-    print("\t".join(answer["columns"]))
-    for row in answer["rows"]:
+    with connect(settings, args.gateway, args.key) as client:
+        answer = client.sql(args.query, args.max_rows)
+    print("\t".join(answer.columns))
+    for row in answer.rows:
         print("\t".join("" if v is None else str(v) for v in row))
-    if answer["truncated"]:
+    if answer.truncated:
         print(f"(truncated at {args.max_rows} rows)", file=sys.stderr)
     return 0
 
@@ -228,9 +215,17 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--config", required=True, help="sequence id")
     report.add_argument("--format", choices=["csv", "json", "parquet"], default="csv")
     report.add_argument(
-        "--from", dest="date_from", help="UTC date, inclusive (default: 30 days ago)"
+        "--from",
+        dest="date_from",
+        type=date.fromisoformat,
+        help="UTC date, inclusive (default: 30 days ago)",
     )
-    report.add_argument("--to", dest="date_to", help="UTC date, exclusive (default: tomorrow)")
+    report.add_argument(
+        "--to",
+        dest="date_to",
+        type=date.fromisoformat,
+        help="UTC date, exclusive (default: tomorrow)",
+    )
     report.add_argument("--out", type=Path, help="write to a file instead of standard output")
     report.add_argument("--gateway", help="gateway URL (default: from SME_HTTP_HOST/PORT)")
     report.add_argument("--key", help="API key (default: SME_ADMIN_API_KEY)")
