@@ -15,7 +15,7 @@ from sme.contracts.channels import Channel
 from sme.contracts.commands import Arm, Command
 from sme.contracts.content import CommandData
 from sme.contracts.reasons import DeliveryFailure
-from sme.core.tracking_links import LinkKind, tracking_links, verify
+from sme.core.tracking_links import LinkKind, TrackingLinks, tracking_links, verify
 from sme.senders.email_render import (
     EmailIdentity,
     EmailRenderer,
@@ -279,3 +279,20 @@ def test_the_smtp_sender_needs_templates_and_a_from_address(templates: Path) -> 
         Settings(sender_smtp_from="n@a.example", sender_smtp_templates_dir=templates)
     )
     assert (sender.channel, sender.group_id) == (Channel.EMAIL, "sme-sender-smtp-email")
+
+
+async def test_an_unexpected_rendering_failure_bounces_instead_of_stopping_the_sender(
+    templates: Path,
+) -> None:
+    def broken_links(cmd: Command) -> TrackingLinks:
+        raise RuntimeError("boom")
+
+    adapter = SmtpAdapter(
+        EmailRenderer(templates, IDENTITY),
+        SmtpServer("127.0.0.1", 1, "none"),
+        timeout_s=5,
+        links=broken_links,
+    )
+    attempt = await adapter.deliver(command())
+    assert (attempt.verdict, attempt.failure) == (Verdict.REJECTED, DeliveryFailure.TEMPLATE_ERROR)
+    assert attempt.detail == "render: RuntimeError: boom"

@@ -6,6 +6,7 @@ and isolated, at the cost of a handshake each (a local relay makes that cheap)."
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,9 +16,12 @@ from typing import Literal
 import aiosmtplib
 
 from sme.contracts.commands import Command
+from sme.contracts.reasons import DeliveryFailure
 from sme.core.tracking_links import TrackingLinks
 from sme.senders.email_render import EmailRenderer, RenderError
 from sme.senders.outcome import Attempt, Verdict
+
+log = logging.getLogger(__name__)
 
 TlsMode = Literal["auto", "starttls", "tls", "none"]
 
@@ -71,6 +75,10 @@ class SmtpAdapter:
             message = self.renderer.render(command, self.address_attribute, links, self.clock())
         except RenderError as exc:
             return Attempt(Verdict.REJECTED, exc.detail, failure=exc.failure)
+        except Exception as exc:  # a header the message model refuses, say: never crash the loop
+            log.exception("command %s could not be rendered", command.command_id)
+            detail = f"render: {type(exc).__name__}: {exc}"[:300]
+            return Attempt(Verdict.REJECTED, detail, failure=DeliveryFailure.TEMPLATE_ERROR)
         s = self.server
         try:
             _, response = await aiosmtplib.send(
