@@ -275,6 +275,14 @@ def test_the_smtp_sender_needs_templates_and_a_from_address(templates: Path) -> 
         smtp_sender(Settings(sender_smtp_templates_dir=templates))
     with pytest.raises(ValueError, match="does not exist"):
         smtp_sender(Settings(sender_smtp_from="n@a.example"), templates / "nope")
+    with pytest.raises(ValueError, match="SME_TRACKING_SECRET"):
+        smtp_sender(
+            Settings(
+                sender_smtp_from="n@a.example",
+                sender_smtp_templates_dir=templates,
+                sender_tracking_base_url="https://t.a.example",
+            )
+        )
     sender = smtp_sender(
         Settings(sender_smtp_from="n@a.example", sender_smtp_templates_dir=templates)
     )

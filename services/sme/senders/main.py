@@ -5,6 +5,7 @@ are redelivered)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from sme.senders.smtp import SmtpAdapter, SmtpServer
 from sme.senders.webhook import WebhookAdapter
 from sme.settings import Settings
 from sme.topics import ensure_topics
+
+log = logging.getLogger(__name__)
 
 
 def webhook_sender(settings: Settings, channel: Channel, url: str | None = None) -> Sender:
@@ -81,9 +84,17 @@ def smtp_sender(settings: Settings, templates_dir: Path | None = None) -> Sender
     )
     links: Callable[[Command], TrackingLinks] | None = None
     base_url, secret = settings.sender_tracking_base_url, settings.tracking_secret
+    if base_url is not None and secret is None:
+        raise ValueError("SME_SENDER_TRACKING_BASE_URL needs SME_TRACKING_SECRET to sign links")
     if base_url is not None and secret is not None:
         key = secret.get_secret_value()
         links = partial(_links, base_url=str(base_url), secret=key)
+    elif settings.sender_smtp_unsubscribe_mailto is None:
+        # Large mailbox providers expect a List-Unsubscribe header on bulk mail.
+        log.warning(
+            "no List-Unsubscribe header: set SME_TRACKING_SECRET and "
+            "SME_SENDER_TRACKING_BASE_URL, or SME_SENDER_SMTP_UNSUBSCRIBE_MAILTO"
+        )
     adapter = SmtpAdapter(
         renderer,
         server,
