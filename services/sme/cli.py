@@ -133,8 +133,10 @@ def run_sql(settings: Settings, args: argparse.Namespace) -> int:
 
 def run_sender(settings: Settings, args: argparse.Namespace) -> int:
     """Run one channel sender until SIGINT/SIGTERM (see `sme.senders`)."""
-    from sme.senders.main import run_webhook_sender
+    from sme.senders.main import run_smtp_sender, run_webhook_sender
 
+    if args.sender_kind == "smtp":
+        return run_smtp_sender(settings, args.templates)
     return run_webhook_sender(settings, Channel(args.channel), args.url)
 
 
@@ -287,6 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     webhook.add_argument("--channel", required=True, choices=[c.value for c in Channel])
     webhook.add_argument(
         "--url", help="the receiver (default: the channel's entry of SME_SENDER_WEBHOOK_URLS)"
+    )
+    smtp = sender_sub.add_parser(
+        "smtp",
+        help="render each email command and send it through an SMTP server",
+        description="Render the command's template (<id>.subject.txt, <id>.html, <id>.txt) "
+        "with its data and send it to the address in the profile attribute "
+        "SME_SENDER_SMTP_ADDRESS_ATTRIBUTE: accepted delivered, 5xx bounced, 4xx retried.",
+    )
+    smtp.add_argument(
+        "--templates",
+        type=Path,
+        help="templates directory (default: SME_SENDER_SMTP_TEMPLATES_DIR)",
     )
     schemas = sub.add_parser(
         "schemas",

@@ -191,6 +191,35 @@ class Settings(BaseSettings):
     sender_dedupe_size: int = Field(
         100_000, ge=1, le=10_000_000, description="Settled command ids a sender remembers."
     )
+    sender_smtp_host: str = Field("127.0.0.1", description="SMTP server of `sme sender smtp`.")
+    sender_smtp_port: int = Field(25, ge=1, le=65535, description="SMTP server port.")
+    sender_smtp_tls: Literal["auto", "starttls", "tls", "none"] = Field(
+        "auto",
+        description="auto: STARTTLS when the server offers it; starttls: required; tls: "
+        "implicit TLS (port 465); none: plain text.",
+    )
+    sender_smtp_username: str | None = Field(None, description="SMTP login (unset: none).")
+    sender_smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    sender_smtp_from: str = Field(
+        "", description="From address, e.g. 'Acme <news@acme.example>' (required)."
+    )
+    sender_smtp_templates_dir: Path | None = Field(
+        None, description="Email templates: <id>.subject.txt plus <id>.html and/or <id>.txt."
+    )
+    sender_smtp_address_attribute: str = Field(
+        "email",
+        min_length=1,
+        max_length=128,
+        description="Profile attribute (in the data allow-list) holding the recipient address.",
+    )
+    sender_smtp_unsubscribe_mailto: str | None = Field(
+        None, description="Address for a mailto: List-Unsubscribe entry (unset: none)."
+    )
+    sender_tracking_base_url: AnyHttpUrl | None = Field(
+        None,
+        description="The gateway's public URL: with SME_TRACKING_SECRET, senders render "
+        "signed open, click and unsubscribe links under it.",
+    )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
 

@@ -58,3 +58,9 @@ class DeliveryFailure(StrEnum):
     RETRIES_EXHAUSTED = "retries_exhausted"
     """Every attempt failed in a way that might have passed later (5xx, timeout, no
     connection) and the attempts ran out."""
+    NO_ADDRESS = "no_address"
+    """The command's data has no usable recipient address (an email sender reads it from an
+    allow-listed profile attribute)."""
+    TEMPLATE_ERROR = "template_error"
+    """The message could not be rendered: the template is missing, does not parse, or names
+    a value the command does not carry."""

@@ -26,6 +26,8 @@ class Attempt:
     verdict: Verdict
     detail: str
     status: int | None = None
+    failure: DeliveryFailure | None = None
+    """A rejection's own reason (e.g. `no_address`); unset, a rejection is `rejected`."""
 
 
 def classify_http(status: int) -> Attempt:
@@ -54,7 +56,7 @@ class Final:
         if self.attempt.verdict is Verdict.DELIVERED:
             return None
         if self.attempt.verdict is Verdict.REJECTED:
-            return DeliveryFailure.REJECTED
+            return self.attempt.failure or DeliveryFailure.REJECTED
         return DeliveryFailure.RETRIES_EXHAUSTED
 
 
