@@ -8,7 +8,8 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -16,7 +17,9 @@ from jsonschema import Draft202012Validator
 
 from sme.contracts import asyncapi
 from sme.contracts.asyncapi import build_asyncapi, reference_settings, render_asyncapi
+from sme.contracts.channels import Channel
 from sme.contracts.config_records import SequenceRecord
+from sme.senders.runner import ChannelAdapter, Sender
 from sme.topics import TopicSpec, topic_specs
 from tests.unit.builders import T0, Driver, config, event
 
@@ -123,13 +126,34 @@ def test_every_channel_is_sent_and_received_and_operations_use_only_its_messages
         channel_id = op["channel"]["$ref"].removeprefix("#/channels/")
         channel = document["channels"][channel_id]
         actions.setdefault(channel_id, set()).add(op["action"])
-        assert op["tags"][0]["name"] in {"engine", "gateway", "external"}, op_id
+        assert op["tags"][0]["name"] in {"engine", "gateway", "sender", "external"}, op_id
         for ref in op["messages"]:
             prefix = f"#/channels/{channel_id}/messages/"
             assert ref["$ref"].startswith(prefix), op_id
             assert ref["$ref"].removeprefix(prefix) in channel["messages"], op_id
 
     assert actions == {channel: {"send", "receive"} for channel in document["channels"]}
+
+
+def test_the_built_in_senders_are_named_with_the_consumer_groups_they_use() -> None:
+    """SMTP serves email only; the webhook sender any channel; both under the group id the
+    running sender really joins (`Sender.group_id`)."""
+    settings = reference_settings()
+    receivers = {
+        (op["channel"]["$ref"].removeprefix("#/channels/"), op_id): op
+        for op_id, op in committed()["operations"].items()
+        if op["tags"][0]["name"] == "sender"
+    }
+    expected: dict[tuple[str, str], str] = {}
+    for channel in Channel:
+        camel = "".join(part.title() for part in channel.value.split("_"))
+        for kind in ("webhook", "smtp") if channel is Channel.EMAIL else ("webhook",):
+            adapter = cast(ChannelAdapter, SimpleNamespace(kind=kind))
+            group = Sender(settings, channel, adapter).group_id
+            expected[(f"commands{camel}", f"{kind}SenderReceives{camel}Commands")] = group
+    assert {
+        key: op["bindings"]["kafka"]["groupId"]["enum"][0] for key, op in receivers.items()
+    } == (expected)
 
 
 def test_every_message_names_its_key() -> None:

@@ -40,6 +40,7 @@ REFERENCE_FIELDS = (
     "topic_replication",
     "engine_app_id",
     "gateway_group_id",
+    "sender_group_prefix",
 )
 """Settings that shape the document: taken at their defaults, whatever SME_* the environment
 sets, so the committed document describes the shipped layout and never drifts with a shell."""
@@ -91,7 +92,7 @@ class OperationDoc:
 
     id: str
     action: str  # "send" or "receive"
-    service: str  # engine, gateway, cli or external
+    service: str  # engine, gateway, cli, sender (`sme sender …`) or external
     messages: tuple[str, ...]
     summary: str
     group: str | None = None
@@ -213,6 +214,14 @@ def _channel_docs(settings: Settings) -> dict[str, ChannelDoc]:
                     "external",
                     ("Event",),
                     "Applications, CDPs and senders publish events and feedback.",
+                ),
+                OperationDoc(
+                    "sendersPublishOutcomes",
+                    "send",
+                    "sender",
+                    ("Event",),
+                    "`sme sender …`: each command's outcome (delivered, failed, bounced, ...) "
+                    "as an event carrying its `command_id`.",
                 ),
                 OperationDoc(
                     "engineIntakeReceivesEvents",
@@ -373,14 +382,16 @@ def _channel_docs(settings: Settings) -> dict[str, ChannelDoc]:
         ),
     }
     for channel, topic in settings.command_topics.items():
-        docs[topic] = _command_channel(channel, m["Command"])
+        docs[topic] = _command_channel(channel, m["Command"], settings.sender_group_prefix)
     values = {"users": "UserState", "ledger": "LedgerEntry", "positions": "Position"}
     for table in ENGINE_TABLES:
         docs[changelog_topic(settings, table)] = _changelog_channel(table, m[values[table]])
     return docs
 
 
-def _command_channel(channel: Channel, command: MessageDoc) -> ChannelDoc:
+def _command_channel(channel: Channel, command: MessageDoc, sender_groups: str) -> ChannelDoc:
+    """The built-in senders (`sme sender …`) are listed with their consumer groups
+    (`SME_SENDER_GROUP_PREFIX`-kind-channel): SMTP for email only, the webhook for any."""
     name = channel.value
     label = name.replace("_", " ")
     camel = "".join(part.title() for part in name.split("_"))
@@ -413,8 +424,26 @@ def _command_channel(channel: Channel, command: MessageDoc) -> ChannelDoc:
                 ("Command",),
                 f"A {label} sender delivers each command once and publishes its outcome.",
             ),
+            *(
+                OperationDoc(
+                    f"{kind}SenderReceives{camel}Commands",
+                    "receive",
+                    "sender",
+                    ("Command",),
+                    f"`sme sender {kind}`: {how}; its outcome goes to the events topic.",
+                    f"{sender_groups}-{kind}-{name}",
+                )
+                for kind, how in _BUILT_IN_SENDERS
+                if kind == "webhook" or channel is Channel.EMAIL
+            ),
         ),
     )
+
+
+_BUILT_IN_SENDERS = (
+    ("webhook", "POSTs each command, signed, to the channel's URL"),
+    ("smtp", "renders the step's email template and sends it through an SMTP server"),
+)
 
 
 def _changelog_channel(table: str, value: MessageDoc) -> ChannelDoc:
@@ -509,9 +538,11 @@ def build_asyncapi(settings: Settings | None = None) -> dict[str, Any]:
             "version": __version__,
             "description": "Every Kafka topic the engine and the gateway use, generated from "
             "the pydantic contracts (`sme schemas`). Topic names and groups are the defaults "
-            "(`SME_TOPIC_*`, `SME_ENGINE_APP_ID`, `SME_GATEWAY_GROUP_ID` rename them). Values "
+            "(`SME_TOPIC_*`, `SME_ENGINE_APP_ID`, `SME_GATEWAY_GROUP_ID`, "
+            "`SME_SENDER_GROUP_PREFIX` rename them). Values "
             "are JSON (UTF-8); the services' producers compress with zstd. Operations are "
-            "tagged with the service that performs them (`external`: your own producers, "
+            "tagged with the service that performs them (`sender`: the built-in `sme sender` "
+            "processes; `external`: your own producers, "
             "consumers and senders).",
         },
         "defaultContentType": "application/json",
