@@ -142,7 +142,7 @@ def test_the_built_in_senders_are_named_with_the_consumer_groups_they_use() -> N
     receivers = {
         (op["channel"]["$ref"].removeprefix("#/channels/"), op_id): op
         for op_id, op in committed()["operations"].items()
-        if op["tags"][0]["name"] == "sender"
+        if op["tags"][0]["name"] == "sender" and op["action"] == "receive"
     }
     expected: dict[tuple[str, str], str] = {}
     for channel in Channel:
