@@ -12,6 +12,7 @@ from tests.faults.group import GroupProbe
 from tests.faults.observer import Observer
 from tests.faults.store_check import StoreCounts, StoreUnavailableError, counts
 from tests.faults.verify import Expectation
+from tests.faults.workload import SEQUENCE_SPAN_S
 
 QUIET_S = 3.0  # no new command for this long: duplicates have settled
 STUCK_IDLE_S = 20.0  # caught up and silent this long after all was due: the rest is lost
@@ -29,6 +30,21 @@ def _idle_and_caught_up(probe: GroupProbe, deployment: Deployment) -> bool:
     return last.state == "Stable" and last.members == alive and last.lag == 0
 
 
+def all_due_at(observer: Observer, expect: Expectation, due_by: float) -> float | None:
+    """When the last expected step was due (wall clock): a user's steps are timed from their
+    first command, which a late or recovering engine decides after the events were published,
+    so `due_by` (from the publishing) is only a lower bound. None while a user has no first
+    command yet: their sequence has not begun, nothing of it is due."""
+    first_step = expect.steps[0]
+    latest = due_by
+    for user in expect.users:
+        first = observer.first_by_step.get((user, first_step))
+        if first is None:
+            return None
+        latest = max(latest, first.decided_at.timestamp() + SEQUENCE_SPAN_S)
+    return latest
+
+
 async def complete(
     observer: Observer,
     probe: GroupProbe,
@@ -39,15 +55,19 @@ async def complete(
 ) -> str:
     """Until every expected (user, step) has a command ("complete"), the grace after the
     last due time runs out, or the engines sat idle and caught up for STUCK_IDLE_S after
-    everything was due: what is missing then is lost, not late."""
+    everything was due: what is missing then is lost, not late. Silence is counted from the
+    later of the last new command and the moment all was due, never from before the first
+    command (an engine still starting is silent and has nothing in its inputs yet)."""
     users = set(expect.users)
     deadline = time.monotonic() + max(due_by - time.time(), 0.0) + grace_s
     while time.monotonic() < deadline:
         if observer.delivered_pairs(users, expect.steps) >= expect.expected:
             return "complete"
-        idle = time.monotonic() - observer.last_new_command
-        if time.time() > due_by and idle >= STUCK_IDLE_S and _idle_and_caught_up(probe, deployment):
-            return f"engines caught up and silent for {STUCK_IDLE_S:.0f}s after all was due"
+        due_at = all_due_at(observer, expect, due_by)
+        if due_at is not None and time.time() > due_at:
+            idle = min(time.monotonic() - observer.last_new_command, time.time() - due_at)
+            if idle >= STUCK_IDLE_S and _idle_and_caught_up(probe, deployment):
+                return f"engines caught up and silent for {STUCK_IDLE_S:.0f}s after all was due"
         await asyncio.sleep(0.5)
     return f"{grace_s:.0f}s after the last step was due"
 
