@@ -1,11 +1,13 @@
 """Schemathesis against the real gateway (embedded ClickHouse, real broker), every check on
 (`--checks all`: no server error, every status, content type, header and body as documented,
 invalid data refused, valid data accepted, `Allow` right...), with auth off, with the admin
-key and with a workspace key. `make fuzz` runs more examples (SME_FUZZ_EXAMPLES)."""
+key, with a workspace key and (the `/v1/` ingest routes) with a write key. `make fuzz` runs
+more examples (SME_FUZZ_EXAMPLES)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import sys
@@ -30,7 +32,10 @@ def tracked(settings: Settings) -> Settings:
     return settings.model_copy(update={"tracking_secret": SecretStr(TRACKING_SECRET)})
 
 
-async def schemathesis(base_url: str, workdir: Path, key: str | None) -> str:
+async def schemathesis(
+    base_url: str, workdir: Path, key: str | None, extra: tuple[str, ...] = ()
+) -> str:
+    """`key` is sent as a bearer token; `extra` arguments go last (a filter, a header)."""
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "--config-file",
@@ -51,6 +56,7 @@ async def schemathesis(base_url: str, workdir: Path, key: str | None) -> str:
         command += ["--seed", os.environ["SME_FUZZ_SEED"]]
     if key is not None:
         command += ["--header", f"Authorization: Bearer {key}"]
+    command += extra
     process = await asyncio.create_subprocess_exec(
         *command,
         cwd=workdir,
@@ -74,17 +80,28 @@ async def test_the_api_conforms_to_its_schema_with_auth_off(
         await schemathesis(str(http.base_url).rstrip("/"), tmp_path, None)
 
 
-@pytest.mark.timeout(600)  # three runs of schemathesis
-async def test_the_api_conforms_to_its_schema_with_admin_and_workspace_keys(
+@pytest.mark.timeout(600)  # four runs of schemathesis
+async def test_the_api_conforms_to_its_schema_with_admin_workspace_and_write_keys(
     test_settings: Settings, tmp_path: Path
 ) -> None:
     keys_file = tmp_path / "keys.json"
     workspace_key = add_key(keys_file, "fuzz", "0")
+    write_keys = tmp_path / "write-keys.json"
+    write_key = add_key(write_keys, "fuzz-cdp", "0", prefix="sme_wk_")
     settings = tracked(test_settings).model_copy(
-        update={"api_keys_file": keys_file, "admin_api_key": SecretStr(ADMIN)}
+        update={
+            "api_keys_file": keys_file,
+            "admin_api_key": SecretStr(ADMIN),
+            "write_keys_file": write_keys,
+        }
     )
     async with running_gateway(settings) as http:
         base = str(http.base_url).rstrip("/")
         await schemathesis(base, tmp_path, ADMIN)
         await schemathesis(base, tmp_path, workspace_key)
         await schemathesis(base, tmp_path, "sme_not-a-key-0123456789abcdefghij")  # all 401
+        # The Segment-compatible ingest with its write key (HTTP Basic, the key as user name):
+        # past the 401 every other run gets there, into validation and the broker.
+        basic = base64.b64encode(f"{write_key}:".encode()).decode()
+        ingest = ("--include-path-regex", "^/v1/", "--header", f"Authorization: Basic {basic}")
+        await schemathesis(base, tmp_path, None, ingest)

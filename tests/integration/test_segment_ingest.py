@@ -113,6 +113,10 @@ async def test_a_segment_batch_reaches_the_engine_and_bad_events_are_dead_letter
         assert letter["reason_code"] == "validation_failed"
         assert letter["source"]["topic"] == "http:/v1/batch" and letter["source"]["offset"] == 1
         assert [e["loc"] for e in letter["errors"]] == ["userId"]
+        anonymous = {"type": "track", "anonymousId": "x", "event": "Opened"}
+        refused = await api.post("/v1/batch", json={"batch": [anonymous] * 2}, auth=basic(acme))
+        assert refused.status_code == 400, "nothing accepted: the batch is refused"
+        assert (refused.json()["accepted"], refused.json()["rejected"]) == (0, 2)
 
         # 401: the client's API key alone, an unknown write key, a write key as a bearer;
         # and a write key cannot read or configure.

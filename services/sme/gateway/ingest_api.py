@@ -8,8 +8,10 @@ event is the write key's; a `workspace_id` in the payload is ignored.
 
 Each accepted event is published to the events topic keyed by user id, as upstream producers
 do; each refused one is dead-lettered (reason, field errors, original bytes) like a refused
-Kafka message, with an `event_rejected` activity for the error rate. A batch answers 200 with
-the per-event errors; a single call with a refused event answers 400."""
+Kafka message, with an `event_rejected` activity for the error rate. A batch with at least one
+accepted event answers 200 with the per-event errors of the others (a forwarder must not retry
+what was published); a single call with a refused event, or a batch whose every event was
+refused, answers 400."""
 
 from __future__ import annotations
 
@@ -98,7 +100,11 @@ def _body_schema(model: type[Any]) -> dict[str, Any]:
 def _responses(limit: int) -> dict[int | str, dict[str, Any]]:
     result = {"model": IngestResult}
     return {
-        400: {**result, "description": "not JSON, not a call, or (track, identify) refused"},
+        400: {
+            **result,
+            "description": "not JSON, not a call, the call (track, identify) or every call of "
+            "a batch refused",
+        },
         401: {"description": "missing or unknown write key"},
         413: {"description": f"the body is over {limit} bytes"},
         429: {"description": "too many ingest calls for this workspace; see Retry-After"},
@@ -179,7 +185,8 @@ async def _ingest(request: Request, kind: str | None, limit: int) -> JSONRespons
         reason = RejectReason.TOO_LARGE if too_large else RejectReason.VALIDATION_FAILED
         sink.refuse(index, original, call, problems, reason)
     await sink.flush()
-    return _answer(sink, 400 if kind is not None and sink.errors else 200)
+    nothing_taken = sink.errors and (kind is not None or not sink.accepted)
+    return _answer(sink, 400 if nothing_taken else 200)
 
 
 def _too_large(data: bytes, limit: int, what: str) -> Problems:
