@@ -109,6 +109,26 @@ async def ensure_sequence(
     return found, "reused"
 
 
+async def demo_sequence(
+    client: AsyncSmeClient, sequence: SequenceConfig, gateway: str
+) -> tuple[SequenceConfig, str]:
+    """`ensure_sequence`, its failures as one-line DemoErrors a newcomer can act on."""
+    try:
+        return await ensure_sequence(client, sequence)
+    except GatewayUnreachable as exc:
+        raise DemoError(
+            f"no gateway answers at {gateway}: start one with `make run` "
+            "(or point --gateway at yours)"
+        ) from exc
+    except Unauthorized as exc:
+        raise DemoError(
+            f"the gateway at {gateway} refused the API key ({exc.status}): "
+            "set SME_ADMIN_API_KEY or pass --key"
+        ) from exc
+    except ApiError as exc:
+        raise DemoError(f"the gateway at {gateway} answered {exc}") from exc
+
+
 class Demo:
     def __init__(
         self,
@@ -316,20 +336,7 @@ async def run_demo(settings: Settings, options: DemoOptions, out: TextIO = sys.s
     except ValueError as exc:
         raise DemoError(str(exc)) from exc
     async with client:
-        try:
-            config, done = await ensure_sequence(client, world.sequence)
-        except GatewayUnreachable as exc:
-            raise DemoError(
-                f"no gateway answers at {options.gateway}: start one with `make run` "
-                "(or point --gateway at yours)"
-            ) from exc
-        except Unauthorized as exc:
-            raise DemoError(
-                f"the gateway at {options.gateway} refused the API key ({exc.status}): "
-                "set SME_ADMIN_API_KEY or pass --key"
-            ) from exc
-        except ApiError as exc:
-            raise DemoError(f"the gateway at {options.gateway} answered {exc}") from exc
+        config, done = await demo_sequence(client, world.sequence, options.gateway)
         dashboard = f"{options.gateway}/dashboard/{config.id}"
         print(f"sme demo: sequence {config.id} {done} — dashboard {dashboard}", file=out)
         await ensure_topics(settings)
