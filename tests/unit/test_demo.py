@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import orjson
@@ -270,3 +271,16 @@ def test_no_gateway_is_one_line_on_stderr_and_a_non_zero_exit(
     )
     assert main(["demo", "--gateway", "ftp://gateway.test"]) == 1
     assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_the_readme_s_five_minutes_are_make_run_then_make_demo() -> None:
+    """The newcomer's path names the two targets, and `make demo` runs `sme demo` (the e2e
+    test runs it against real services)."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Five minutes", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert [line.split("#")[0].strip() for line in block.splitlines()] == ["make run", "make demo"]
+    assert "/dashboard/" in section and "make clean" in section and "DELETE" in section
+    makefile = (root / "Makefile").read_text(encoding="utf-8")
+    assert "\ndemo: " in makefile and "\t$(BIN)/sme demo $(DEMO_ARGS)\n" in makefile
