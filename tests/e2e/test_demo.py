@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -49,6 +51,45 @@ async def _make_demo(deployment: Deployment) -> str:
         raise
     text = out.decode(errors="replace")
     assert process.returncode == 0, text + _log_tail(deployment)
+    return text
+
+
+async def _interrupted_rerun(deployment: Deployment) -> str:
+    """A second run (`sme demo`, as `make demo` runs it) stopped by Ctrl-C once its counters
+    show: its output, after checking it exited cleanly."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sme",
+        "demo",
+        "--seconds",
+        "120",
+        env=deployment.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    stdout = process.stdout
+    assert stdout is not None
+    lines: list[str] = []
+
+    async def counting() -> None:
+        while not lines or not lines[-1].startswith("demo "):
+            line = await stdout.readline()
+            if not line:
+                raise AssertionError(
+                    "the demo ended before its counters showed:\n" + "".join(lines)
+                )
+            lines.append(line.decode(errors="replace"))
+
+    try:
+        await asyncio.wait_for(counting(), 60)
+        process.send_signal(signal.SIGINT)
+        rest, _ = await asyncio.wait_for(process.communicate(), 30)
+    except TimeoutError:
+        process.kill()
+        raise
+    text = "".join(lines) + rest.decode(errors="replace")
+    assert process.returncode == 0, text
     return text
 
 
@@ -109,6 +150,12 @@ async def test_make_demo_leaves_enrollments_sends_feedback_and_a_lift_with_its_i
             "converted",
         }
 
+        # a second run reuses the sequence, and Ctrl-C stops it cleanly with its account
+        again = await _interrupted_rerun(deployment)
+        assert f"sequence {config_id} reused" in again, again
+        assert "stopped (interrupted)" in again and "Left behind:" in again, again
+        assert "Traceback" not in again, again
+
         url = f"{deployment.gateway_url}/dashboard/{config_id}"
         page = Elements(await rendered_dom(url))
         assert page.body.get("data-state") == "ready", page.text.get("status")
@@ -118,5 +165,4 @@ async def test_make_demo_leaves_enrollments_sends_feedback_and_a_lift_with_its_i
         assert page.by_id["kpi-lift_vs_holdout"]["data-value"] != ""
         picture = await screenshot(url, "demo-dashboard.png")
         assert picture.stat().st_size > 30_000, "a blank page compresses to a few KB"
-    print(output)
     print(f"demo e2e: {time.monotonic() - started:.0f} s after the deployment started")
