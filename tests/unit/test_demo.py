@@ -169,6 +169,9 @@ def test_the_closing_account_names_what_is_left_and_the_commands_that_remove_it(
     assert f"curl -X DELETE {BASE}/api/v1/workspaces/demo/users/demo-abc-00000" in text
     assert "make clean" in text and "sme.commands.email, sme.commands.push" in text
     assert f"{BASE}/dashboard/c-1" in text and "Authorization" not in text
+    assert "(1 conversion);" in "\n".join(
+        summary_lines(Counters(conversions=1), "interrupted", left_behind(False), None)
+    )
     keyed = "\n".join(summary_lines(Counters(), "interrupted", left_behind(True), None))
     assert '-H "Authorization: Bearer $SME_ADMIN_API_KEY"' in keyed
 

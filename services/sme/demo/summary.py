@@ -28,6 +28,10 @@ class LeftBehind:
     """Whether the gateway needs a key: the commands then carry the header (never the key)."""
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 def measured(metrics: Mapping[str, Any]) -> str | None:
     """`enrolled …, sent …, conversions …, lift vs holdout …` from a `/metrics` answer."""
     arms: Mapping[str, Mapping[str, Any]] = metrics.get("arms") or {}
@@ -59,7 +63,7 @@ def summary_lines(
     query = f"SELECT type, count() FROM activities WHERE {where} GROUP BY type"  # noqa: S608 - printed
     lines = [
         f"sme demo: stopped ({reason}). Published {counters.users:,} signups and "
-        f"{counters.feedback:,} feedback events ({counters.conversions:,} conversions); "
+        f"{counters.feedback:,} feedback events ({_plural(counters.conversions, 'conversion')}); "
         f"answered {counters.commands:,} commands.",
     ]
     if figures:
