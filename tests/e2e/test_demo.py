@@ -1,7 +1,8 @@
 """`make demo` against `sme engine` and `sme gateway` processes on the real broker and the
 embedded ClickHouse: afterwards the HTTP API (through the typed client) shows the demo
-sequence's enrollments, sends, feedback and a lift over the holdout with its interval, and
-the dashboard in headless Chromium shows non-zero figures (screenshot in tests/artifacts/)."""
+sequence's enrollments, sends, feedback and a lift over the holdout with its interval; a second
+run reuses the sequence and stops cleanly on Ctrl-C; and the dashboard in headless Chromium
+shows non-zero figures (screenshot in tests/artifacts/demo-dashboard.png)."""
 
 from __future__ import annotations
 
