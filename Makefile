@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install browser run stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean faults soak fuzz
+.PHONY: install browser run demo stop kafka-start kafka-status engine gateway test test-unit test-integration test-e2e lint schemas bench clean faults soak fuzz
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ stop: ## stop the local Kafka broker
 
 run: install kafka-start ## broker + engine + gateway; Ctrl-C stops the services
 	deploy/local/run.sh
+
+demo: ## with `make run` going: a sample sequence, a simulated population and sender (DEMO_ARGS="--seconds 60")
+	$(BIN)/sme demo $(DEMO_ARGS)
 
 engine: install kafka-start
 	$(BIN)/sme engine

@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sme.evaluate import add_parser as add_evaluate
 
     add_evaluate(sub)
+    from sme.demo.cli import add_parser as add_demo
+
+    add_demo(sub)
     configs = sub.add_parser(
         "configs",
         help="write configurations through the configuration API's rules",
@@ -344,6 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_configs_apply(settings, args.paths)
         if args.command == "sender":
             return run_sender(settings, args)
+        if args.command == "demo":
+            from sme.demo.cli import run as run_demo
+
+            return run_demo(settings, args)
         {"engine": run_engine, "gateway": run_gateway, "topics": run_topics}[args.command](settings)
     except ValidationError as exc:
         print(f"sme: invalid configuration:\n{exc}", file=sys.stderr)
