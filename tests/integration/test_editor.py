@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sme.gateway.auth import add_key
 from sme.settings import Settings
 from sme.topics import ensure_topics
 from tests.support.cdp import Page, headless_chromium
@@ -175,8 +177,9 @@ async def test_edit_validate_draw_save_preview_and_conflict_in_chromium(
         mine = {**DEFINITION, "name": "Onboarding (mine)"}
         await page.type_into("definition", _text(mine))
         await _validity(page, "true")
+        hostile = '<img src=x onerror="document.title=1"> (theirs)'  # shown as text, never run
         theirs = await api.patch(
-            f"{API}/{config_id}", json={"name": "Onboarding (theirs)"}, headers={"If-Match": '"1"'}
+            f"{API}/{config_id}", json={"name": hostile}, headers={"If-Match": '"1"'}
         )
         assert theirs.status_code == 200, theirs.text
         await page.click("save")
@@ -186,7 +189,7 @@ async def test_edit_validate_draw_save_preview_and_conflict_in_chromium(
         notice = await page.evaluate("document.getElementById('conflict').textContent")
         assert "version 1 is stale; the current version is 2" in notice
         current = (await api.get(f"{API}/{config_id}")).json()
-        assert (current["name"], current["version"]) == ("Onboarding (theirs)", 2)
+        assert (current["name"], current["version"]) == (hostile, 2)
         picture = await page.screenshot("editor.png")
         assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert picture.stat().st_size > 30_000, "a blank page compresses to a few KB"
@@ -196,7 +199,40 @@ async def test_edit_validate_draw_save_preview_and_conflict_in_chromium(
             "document.getElementById('doc-version').dataset.version === '2'", what="the reload"
         )
         text = json.loads(await page.evaluate("document.getElementById('definition').value"))
-        assert text["name"] == "Onboarding (theirs)"
+        assert text["name"] == hostile
+        assert await page.evaluate("document.getElementById('title').textContent") == hostile
+        assert await page.evaluate("document.querySelectorAll('img').length") == 0
         assert await page.evaluate("document.getElementById('conflict').hidden") is True
         await _validity(page, "true")
+        assert browser.problems == [], browser.problems
+
+
+async def test_with_keys_the_editor_asks_for_one_and_a_key_edits_only_its_workspace(
+    test_settings: Settings, tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys.json"
+    acme = add_key(keys_file, "acme-editor", "acme")
+    globex = add_key(keys_file, "globex-editor", "globex")
+    settings = test_settings.model_copy(update={"api_keys_file": keys_file})
+    headers = {"Authorization": f"Bearer {acme}"}
+    async with running_gateway(settings, headers) as api, headless_chromium() as browser:
+        created = (await api.post(API, json=DEFINITION)).json()
+        base = str(api.base_url).rstrip("/")
+        page = await browser.open(f"{base}/dashboard/editor/{created['id']}")
+        await page.wait_for("document.body.dataset.state === 'login'", what="the key prompt")
+        await page.type_into("api-key", acme)
+        await page.evaluate("document.getElementById('login-form').requestSubmit()")
+        await page.wait_for("document.body.dataset.state === 'ready'", what="the editor")
+        await _validity(page, "true")
+        text = json.loads(await page.evaluate("document.getElementById('definition').value"))
+        assert text["name"] == "Onboarding"
+
+        theirs = await browser.open(f"{base}/dashboard/editor/{created['id']}#key={globex}")
+        await theirs.wait_for("document.body.dataset.state === 'error'", what="not found")
+        assert "404" in await theirs.evaluate("document.getElementById('status').textContent")
+        new = await browser.open(f"{base}/dashboard/editor?workspace=acme#key={globex}")
+        await _validity(new, "false")
+        assert await new.evaluate("document.getElementById('validity').textContent") == (
+            "workspace acme is not one this key may write to"
+        )
         assert browser.problems == [], browser.problems

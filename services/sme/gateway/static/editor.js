@@ -267,6 +267,10 @@ async function validate() {
     showProblems($("problems"), problems);
   } else if (answer.status === 409) {
     refused(answer.data && answer.data.detail);
+  } else if (answer.status === 404) {
+    setValidity(state.saved ? "this sequence is gone, or not visible with this key"
+      : `workspace ${parsed.doc.workspace_id} is not one this key may write to`, "false");
+    showProblems($("problems"), []);
   } else {
     setValidity(`could not check: ${answer.status} ${detailText(answer.data)}`, "false");
     showProblems($("problems"), []);
@@ -342,6 +346,7 @@ function showConflict(detail) {
     "Another writer saved after you loaded it; reload to see their version, then make your change again.";
   $("conflict").hidden = false;
   $("save").disabled = true;
+  setStatus("Not saved: another writer saved first.", "error");
   document.body.dataset.conflict = "true";
 }
 
