@@ -105,6 +105,12 @@ async def test_edit_validate_draw_save_preview_and_conflict_in_chromium(
             "a message step needs at least one channel"
             in (await _problems(page))["steps[0].channels"]
         )
+        await page.evaluate(  # a problem points at its place: here the step missing the field
+            "document.querySelector('#problems li[data-path=\"steps[0].channels\"]').click()"
+        )
+        caret = await page.evaluate("document.getElementById('definition').selectionStart")
+        typed = _text(broken)
+        assert typed[caret] == "{" and '"id": "welcome"' in typed[caret : caret + 40]
         broken["steps"][0]["channels"] = ["email"]  # now the graph is checked: a bad jump
         await page.type_into("definition", _text(broken))
         await page.wait_for(

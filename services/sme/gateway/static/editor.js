@@ -122,13 +122,11 @@ function parseDefinition(text) {
 }
 
 function syntaxPosition(message, text) {
-  const lineColumn = message.match(/line (\d+) column (\d+)/);
-  if (lineColumn) return { line: Number(lineColumn[1]), column: Number(lineColumn[2]) };
   const position = message.match(/position (\d+)/);
   const found = syntaxOffset(text);
-  const offset = found !== null ? found : position ? Number(position[1]) : text.length;
+  const offset = position ? Number(position[1]) : found !== null ? found : text.length;
   const before = text.slice(0, offset);
-  return { line: before.split("\n").length, column: offset - before.lastIndexOf("\n") };
+  return { offset, line: before.split("\n").length, column: offset - before.lastIndexOf("\n") };
 }
 
 // Where JSON syntax first goes wrong (null: nowhere), for the parser messages that do not say
@@ -136,6 +134,25 @@ function syntaxPosition(message, text) {
 const JSON_NUMBER = /-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/y;
 
 function syntaxOffset(text) {
+  return scanJSON(text, () => {});
+}
+
+// The value at a field path (["steps", 0, "channels"]), or its deepest ancestor present: where
+// in the text a field error points (a missing field: the object that should hold it).
+function locate(text, path) {
+  let best = { depth: -1, offset: 0 };
+  scanJSON(text, (at, offset) => {
+    const depth = at.length;
+    if (depth > best.depth && depth <= path.length && at.every((part, k) => String(part) === String(path[k]))) {
+      best = { depth, offset };
+    }
+  });
+  return best.offset;
+}
+
+// Recognises the JSON grammar, calling onValue(path, offset) where each value starts; the
+// offset of the first syntax error, or null.
+function scanJSON(text, onValue) {
   let i = 0;
   const fail = () => { throw new RangeError(String(i)); };
   const ws = () => { while (i < text.length && " \t\n\r".includes(text[i])) i++; };
@@ -155,17 +172,26 @@ function syntaxOffset(text) {
       else fail();
     }
   };
-  const value = () => {
+  const value = (path) => {
     ws();
+    onValue(path, i);
     const c = text[i];
     if (c === "{" || c === "[") {
       const close = c === "{" ? "}" : "]";
       i++;
       ws();
       if (text[i] === close) { i++; return; }
-      for (;;) {
-        if (c === "{") { ws(); string(); ws(); expect(":"); }
-        value();
+      for (let index = 0; ; index++) {
+        let key = index;
+        if (c === "{") {
+          ws();
+          const start = i;
+          string();
+          key = JSON.parse(text.slice(start, i));
+          ws();
+          expect(":");
+        }
+        value([...path, key]);
         ws();
         if (text[i] === ",") { i++; continue; }
         expect(close);
@@ -182,7 +208,7 @@ function syntaxOffset(text) {
     i += number[0].length;
   };
   try {
-    value();
+    value([]);
     ws();
     if (i < text.length) fail();
     return null;
@@ -201,13 +227,34 @@ function fieldPath(loc) {
 }
 
 function showProblems(list, problems) {
-  list.replaceChildren(...problems.map((p) => el("li", { dataset: { path: p.path } },
-    p.path ? el("code", {}, p.path) : null, p.path ? " " : null, p.message)));
+  list.replaceChildren(...problems.map((p) => {
+    const item = el("li", { dataset: { path: p.path }, title: p.offset == null ? null : "show it in the definition" },
+      p.path ? el("code", {}, p.path) : null, p.path ? " " : null, p.message);
+    if (p.offset != null) {
+      item.classList.add("locatable");
+      item.addEventListener("click", () => showAt(p.offset));
+    }
+    return item;
+  }));
 }
 
-function fieldProblems(detail) {
+// Put the caret on a place in the definition and scroll it into view.
+function showAt(offset) {
+  const area = $("definition");
+  area.focus();
+  area.setSelectionRange(offset, offset);
+  const line = area.value.slice(0, offset).split("\n").length;
+  const height = area.scrollHeight / Math.max(1, area.value.split("\n").length);
+  area.scrollTop = Math.max(0, (line - 4) * height);
+}
+
+// `text`: the definition the errors are about, to point each one at its place.
+function fieldProblems(detail, text = null) {
   if (!Array.isArray(detail)) return [{ path: "", message: typeof detail === "string" ? detail : JSON.stringify(detail) }];
-  return detail.map((e) => ({ path: fieldPath(e.loc), message: e.msg || "invalid" }));
+  return detail.map((e) => {
+    const loc = (e.loc || []).slice(e.loc && e.loc[0] === "body" ? 1 : 0);
+    return { path: fieldPath(e.loc), message: e.msg || "invalid", offset: text === null ? null : locate(text, loc) };
+  });
 }
 
 // The write as the API takes it: a create (POST) or a merge patch against the version edited.
@@ -237,9 +284,9 @@ async function validate() {
   const ticket = ++state.ticket;
   const parsed = parseDefinition(text);
   if (parsed.error) {
-    const { message, line, column } = parsed.error;
+    const { message, line, column, offset } = parsed.error;
     setValidity(`JSON syntax error at line ${line}, column ${column}`, "false");
-    showProblems($("problems"), [{ path: "", message }]);
+    showProblems($("problems"), [{ path: "", message, offset }]);
     $("problems").dataset.line = String(line);
     $("problems").dataset.column = String(column);
     return;
@@ -262,7 +309,7 @@ async function validate() {
     $("save").disabled = false;
     drawFlow(answer.data);
   } else if (answer.status === 422) {
-    const problems = fieldProblems(answer.data && answer.data.detail);
+    const problems = fieldProblems(answer.data && answer.data.detail, text);
     setValidity(`${problems.length} problem${problems.length === 1 ? "" : "s"}`, "false");
     showProblems($("problems"), problems);
   } else if (answer.status === 409) {
@@ -317,7 +364,7 @@ async function save() {
   } else if (answer.status === 409) {
     refused(answer.data && answer.data.detail);
   } else if (answer.status === 422) {
-    const problems = fieldProblems(answer.data && answer.data.detail);
+    const problems = fieldProblems(answer.data && answer.data.detail, text);
     setValidity(`${problems.length} problem${problems.length === 1 ? "" : "s"}`, "false");
     showProblems($("problems"), problems);
   } else {
