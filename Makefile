@@ -64,6 +64,7 @@ lint: install ## ruff (incl. bugbear, bandit, datetime rules), mypy --strict, th
 	$(BIN)/ruff check services tests bench
 	$(BIN)/mypy
 	node --check services/sme/gateway/static/dashboard.js
+	node --check services/sme/gateway/static/editor.js
 	node --check tests/asyncapi/validate.mjs
 
 test: install browser lint kafka-start ## the whole suite: unit, integration (real broker + ClickHouse engine), e2e

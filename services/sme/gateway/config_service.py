@@ -127,7 +127,11 @@ class ConfigService:
         self._switch_lock = asyncio.Lock()  # kill switch changes and held creations, in turn
 
     # --- sequences ----------------------------------------------------------------------
-    async def create(self, body: dict[str, Any], actor: str) -> SequenceConfig:
+    async def create(
+        self, body: dict[str, Any], actor: str, *, dry_run: bool = False
+    ) -> SequenceConfig:
+        """Validate and publish a new sequence; `dry_run`: validate only (nothing published
+        or logged), so an editor checks a draft by the very rules a write applies."""
         now = datetime.now(UTC)
         supplied = sorted(set(body) & set(SERVER_FIELDS))
         if supplied:
@@ -145,7 +149,10 @@ class ConfigService:
             "updated_at": now,
         }
         document.setdefault("status", Status.ACTIVE.value)
-        return await self._create(_validated(SequenceConfig, document), actor)
+        config = _validated(SequenceConfig, document)
+        if dry_run:
+            return config
+        return await self._create(config, actor)
 
     async def _create(self, config: SequenceConfig, actor: str) -> SequenceConfig:
         if config.status in RUNNING and self._engaged(config.workspace_id):
@@ -266,13 +273,15 @@ class ConfigService:
         workspace_id: str | None = None,
         *,
         releasing: bool = False,
+        dry_run: bool = False,
     ) -> SequenceConfig:
         """Read-modify-write under a per-configuration lock, so two writes through this
         gateway never both build on the same version (across gateways, use If-Match).
-        `releasing`: the kill switch's own release resumes what it held."""
+        `releasing`: the kill switch's own release resumes what it held. `dry_run`: every
+        check, nothing published: the configuration as the write would make it."""
         async with self._lock(config_id):
             return await self._patch(
-                config_id, patch, expected_version, actor, workspace_id, releasing
+                config_id, patch, expected_version, actor, workspace_id, releasing, dry_run
             )
 
     @contextlib.asynccontextmanager
@@ -297,6 +306,7 @@ class ConfigService:
         actor: str,
         workspace_id: str | None,
         releasing: bool = False,
+        dry_run: bool = False,
     ) -> SequenceConfig:
         current = self.get(config_id, workspace_id)
         if "version" in patch:
@@ -310,6 +320,8 @@ class ConfigService:
         if current.status is Status.STOPPED:
             raise ConfigConflictError("a STOPPED configuration is final")
         status = patch.get("status")  # not validated yet: any JSON value
+        if "status" in patch and status is None:
+            status = Status.ACTIVE.value  # null removes it: the default, so it resumes
         resuming = isinstance(status, str) and status in RUNNING  # DRAINING sends, too
         if resuming and not releasing and self._engaged(current.workspace_id):
             raise ConfigConflictError(
@@ -336,6 +348,8 @@ class ConfigService:
         document = merge_patch(current.model_dump(mode="json"), patch)
         document.update(version=current.version + 1, updated_at=datetime.now(UTC).isoformat())
         config = _validated(SequenceConfig, document)
+        if dry_run:
+            return config
         await self._publish(SequenceRecord(config=config))
         await self._log_change(
             config.workspace_id, config.id, actor, current, config, sorted(patch)

@@ -45,6 +45,19 @@ Caller = Annotated[Principal, Depends(principal)]
 FromDate = Annotated[Day | None, Query(alias="from", description="UTC date, inclusive")]
 ToDate = Annotated[Day | None, Query(description="UTC date, exclusive")]
 WRITE: dict[int | str, dict[str, Any]] = {503: UNAVAILABLE}
+DryRun = Annotated[
+    bool,
+    Query(
+        description="Validate only: the same checks as the write, answered the same way (422 "
+        "with field paths, 409 for a stale version), but nothing is stored, published or "
+        "logged; 200 with the configuration as it would be written.",
+    ),
+]
+VALIDATED: dict[str, Any] = {
+    "description": "dry_run: valid; nothing was written (the body is the configuration as it "
+    "would be, its id a placeholder)",
+    "content": {"application/json": {"schema": {"type": "object"}}},
+}
 router = APIRouter(dependencies=[Depends(principal)])
 
 
@@ -111,19 +124,26 @@ def _if_match(value: str | None) -> int | None:
     API,
     status_code=201,
     tags=["configurations"],
-    responses=WRITE,
+    responses={200: VALIDATED, **WRITE},
     openapi_extra={"x-sme-body": "SequenceConfigCreate"},
 )
 async def create_config(
-    request: Request, who: Caller, body: Annotated[dict[str, Any], Body()]
+    request: Request,
+    who: Caller,
+    body: Annotated[dict[str, Any], Body()],
+    response: Response,
+    dry_run: DryRun = False,
 ) -> dict[str, Any]:
-    """Create and activate a sequence (201; the body has the server-assigned id and version)."""
+    """Create and activate a sequence (201; the body has the server-assigned id and version).
+    `dry_run=true` validates it exactly as a create would and writes nothing (200)."""
     _scope(who, str(body.get("workspace_id", "")))
     if not set(body) & set(SEQUENCE_SERVER_FIELDS):
         now = datetime.now(UTC).isoformat()
         server = {"id": "new", "version": 1, "created_at": now, "updated_at": now}
         _strictly_typed(SequenceConfig, {**body, **server})
-    config = await _service(request).create(body, who.key_id)
+    config = await _service(request).create(body, who.key_id, dry_run=dry_run)
+    if dry_run:
+        response.status_code = 200
     return config.model_dump(mode="json")
 
 
@@ -168,9 +188,11 @@ async def patch_config(
             description='the current version, e.g. "3" (as in `ETag`)',
         ),
     ] = None,
+    dry_run: DryRun = False,
 ) -> dict[str, Any]:
     """JSON merge patch; bumps the version. `If-Match` (or body `version`) must name the
-    current version (409 otherwise). Status changes pause, resume and stop."""
+    current version (409 otherwise). Status changes pause, resume and stop. `dry_run=true`
+    runs every check of the write (version included) and writes nothing."""
     _refuse_server_fields(body, ("updated_at",))
     version = body.get("version")
     if "version" in body and (type(version) is not int or version < 1):
@@ -182,9 +204,10 @@ async def patch_config(
     if not set(changes) & {"id", "workspace_id", "created_at", "status_reason"}:
         _strictly_typed(SequenceConfig, merge_patch(current.model_dump(mode="json"), changes))
     config = await _service(request).patch(
-        config_id, body, _if_match(if_match), who.key_id, who.workspace_id
+        config_id, body, _if_match(if_match), who.key_id, who.workspace_id, dry_run=dry_run
     )
-    response.headers["ETag"] = f'"{config.version}"'
+    if not dry_run:
+        response.headers["ETag"] = f'"{config.version}"'
     return config.model_dump(mode="json")
 
 

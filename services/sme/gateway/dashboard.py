@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 CHART_LIBRARY = STATIC / "vendor" / "chart.umd.min.js"
 PAGE = STATIC / "dashboard.html"
+EDITOR_PAGE = STATIC / "editor.html"
 router = APIRouter()
 
 
@@ -34,6 +35,14 @@ def check_assets() -> bool:
         return True
     log.warning("%s is missing (run `make install`): dashboard charts are off", CHART_LIBRARY)
     return False
+
+
+@router.get("/dashboard/editor", include_in_schema=False)
+@router.get("/dashboard/editor/{config_id}", include_in_schema=False)
+async def editor_page() -> FileResponse:
+    """The sequence editor (declared before `/dashboard/{config_id}`, which would take
+    `editor` for an id); like the dashboard it holds no data and calls the API with the key."""
+    return FileResponse(EDITOR_PAGE, media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/dashboard", include_in_schema=False)

@@ -186,7 +186,8 @@ function renderSequence(data) {
     "div",
     {},
     el("h1", { id: "sequence-name" }, cfg.name, " ", el("span", { class: "badge " + cfg.status, id: "sequence-status" }, cfg.status)),
-    el("p", { class: "sub" }, `${cfg.id} · v${cfg.version} · workspace ${cfg.workspace_id} · ${m.from} to ${m.to} (UTC, end exclusive)`),
+    el("p", { class: "sub" }, `${cfg.id} · v${cfg.version} · workspace ${cfg.workspace_id} · ${m.from} to ${m.to} (UTC, end exclusive) · `,
+      el("a", { href: "/dashboard/editor/" + encodeURIComponent(cfg.id), id: "edit-sequence" }, "Edit")),
     cfg.status_reason ? el("p", { class: "notice" }, "Paused by automation: " + JSON.stringify(cfg.status_reason)) : null,
     cfg.status === "DRAINING" ? el("p", { class: "notice", id: "draining" }, "Draining: no new entries; enrolled users finish the sequence.") : null,
   );
@@ -529,7 +530,8 @@ function renderOverview(data) {
   });
   document.getElementById("main").replaceChildren(
     el("h1", {}, "Sequences"),
-    el("p", { class: "sub" }, `${items.length} sequences · ${data.from} to ${data.to} (UTC, end exclusive)`),
+    el("p", { class: "sub" }, `${items.length} sequences · ${data.from} to ${data.to} (UTC, end exclusive) · `,
+      el("a", { href: "/dashboard/editor", id: "new-sequence" }, "New sequence")),
     el("div", { class: "kpis", id: "kpis" },
       kpi("sequences", "Sequences", items.length, fmt.int(items.length)),
       kpi("active", "Active", items.filter((i) => i.status === "ACTIVE").length, fmt.int(items.filter((i) => i.status === "ACTIVE").length)),
