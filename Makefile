@@ -65,6 +65,7 @@ lint: install ## ruff (incl. bugbear, bandit, datetime rules), mypy --strict, th
 	$(BIN)/mypy
 	node --check services/sme/gateway/static/dashboard.js
 	node --check services/sme/gateway/static/editor.js
+	node --check services/sme/gateway/static/common.js
 	node --check tests/asyncapi/validate.mjs
 
 test: install browser lint kafka-start ## the whole suite: unit, integration (real broker + ClickHouse engine), e2e

@@ -3,8 +3,6 @@
 // HTML. Every figure shown carries its raw value in a data-value attribute.
 "use strict";
 
-const API = "/api/v1/035-sequential-messaging-engine";
-const KEY_STORE = "sme-api-key";
 const ARM_COLOURS = { adaptive: "#2563eb", baseline: "#f59e0b", holdout: "#6b7280" };
 const PALETTE = ["#2563eb", "#16a34a", "#f59e0b", "#9333ea", "#dc2626", "#0891b2", "#6b7280"];
 const charts = [];
@@ -20,21 +18,6 @@ const fmt = {
 };
 
 // ---------- DOM helpers ----------
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value == null) continue;
-    if (name === "class") node.className = value;
-    else if (name === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(name, value);
-  }
-  for (const child of children.flat()) {
-    if (child == null) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
 function kpi(id, label, value, text, note, tone) {
   return el(
     "div",
@@ -80,17 +63,6 @@ function setStatus(text, cls) {
 }
 
 // ---------- API access ----------
-function apiKey() {
-  const match = location.hash.match(/key=([^&]+)/);
-  if (match) {
-    sessionStorage.setItem(KEY_STORE, decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname + location.search);
-  }
-  return sessionStorage.getItem(KEY_STORE);
-}
-
-class AuthError extends Error {}
-
 async function getJSON(url) {
   const key = apiKey();
   const response = await fetch(url, { headers: key ? { Authorization: "Bearer " + key } : {} });
@@ -382,15 +354,6 @@ function stepTable(steps) {
 }
 
 // The sequence as a flow: a box per step (entered, sent, converted), arrows in step order.
-const SVG_NS = "http://www.w3.org/2000/svg";
-
-function svg(tag, attrs = {}, text = null) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
-  if (text != null) node.textContent = String(text);
-  return node;
-}
-
 function stepFlow(steps) {
   if (!steps.length) return null;
   const w = 150, h = 64, gap = 36;

@@ -4,11 +4,8 @@
 // Data is only ever written as text (textContent, attributes, SVG text), never as HTML.
 "use strict";
 
-const API = "/api/v1/035-sequential-messaging-engine";
-const KEY_STORE = "sme-api-key"; // shared with the dashboard pages of this tab
 const SERVER_FIELDS = ["id", "version", "created_at", "updated_at", "status_reason"];
 const DEBOUNCE_MS = 400;
-const SVG_NS = "http://www.w3.org/2000/svg";
 
 const state = {
   saved: null, // the stored configuration being edited (null: a new sequence)
@@ -19,30 +16,6 @@ const state = {
 
 // ---------- DOM helpers ----------
 const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value == null) continue;
-    if (name === "class") node.className = value;
-    else if (name === "dataset") Object.assign(node.dataset, value);
-    else node.setAttribute(name, value);
-  }
-  for (const child of children.flat()) {
-    if (child == null) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-function svg(tag, attrs = {}, text = null) {
-  const node = document.createElementNS(SVG_NS, tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value != null) node.setAttribute(name, String(value));
-  }
-  if (text != null) node.textContent = String(text);
-  return node;
-}
 
 function setStatus(text, cls) {
   $("status").textContent = text;
@@ -55,17 +28,6 @@ function setValidity(text, valid) {
 }
 
 // ---------- API access ----------
-class AuthError extends Error {}
-
-function apiKey() {
-  const match = location.hash.match(/key=([^&]+)/);
-  if (match) {
-    sessionStorage.setItem(KEY_STORE, decodeURIComponent(match[1]));
-    history.replaceState(null, "", location.pathname + location.search);
-  }
-  return sessionStorage.getItem(KEY_STORE);
-}
-
 // Every answer, whatever its status, as {status, data}; only a missing key throws.
 async function call(method, url, body, headers = {}) {
   const key = apiKey();
