@@ -48,6 +48,13 @@ async def test_the_client_speaks_every_kind_of_call(gateway_url: str) -> None:
         assert (created.version, created.name) == (1, "Welcome")
         assert await sme.get_config(created.id) == created
         assert [c.id for c in (await sme.list_configs("acme")).items] == [created.id]
+        draft = await sme.create_config({**SEQUENCE, "name": "Draft"}, dry_run=True)
+        assert draft.name == "Draft"
+        with pytest.raises(InvalidRequest):
+            await sme.create_config({**SEQUENCE, "steps": []}, dry_run=True)
+        tried = await sme.patch_config(created.id, {"name": "Tried"}, if_version=1, dry_run=True)
+        assert (tried.version, tried.name) == (2, "Tried")
+        assert [c.name for c in (await sme.list_configs("acme")).items] == ["Welcome"]
 
         patched = await sme.patch_config(created.id, {"name": "Renamed"}, if_version=1)
         assert (patched.version, patched.name) == (2, "Renamed")

@@ -81,16 +81,23 @@ class AsyncSmeClient:
     ) -> ep.ConfigPage:
         return await self.call(ep.list_configs(workspace_id, limit, cursor))
 
-    async def create_config(self, document: Mapping[str, Any]) -> SequenceConfig:
-        return await self.call(ep.create_config(document))
+    async def create_config(
+        self, document: Mapping[str, Any], dry_run: bool = False
+    ) -> SequenceConfig:
+        """`dry_run`: validated as the create would be (field errors as 422), nothing written."""
+        return await self.call(ep.create_config(document, dry_run))
 
     async def get_config(self, config_id: str) -> SequenceConfig:
         return await self.call(ep.get_config(config_id))
 
     async def patch_config(
-        self, config_id: str, changes: Mapping[str, Any], if_version: int | None = None
+        self,
+        config_id: str,
+        changes: Mapping[str, Any],
+        if_version: int | None = None,
+        dry_run: bool = False,
     ) -> SequenceConfig:
-        return await self.call(ep.patch_config(config_id, changes, if_version))
+        return await self.call(ep.patch_config(config_id, changes, if_version, dry_run))
 
     async def delete_config(self, config_id: str) -> None:
         await self.call(ep.delete_config(config_id))

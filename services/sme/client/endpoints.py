@@ -73,9 +73,11 @@ def list_configs(
     )
 
 
-def create_config(document: Mapping[str, Any]) -> Call[SequenceConfig]:
-    """Not idempotent: a repeat would create a second sequence, so it is never retried."""
-    return Call("POST", API, _config, body=dict(document), idempotent=False)
+def create_config(document: Mapping[str, Any], dry_run: bool = False) -> Call[SequenceConfig]:
+    """Not idempotent: a repeat would create a second sequence, so it is never retried. A dry
+    run validates exactly as the create would and writes nothing (safe to repeat)."""
+    params = {"dry_run": "true"} if dry_run else {}
+    return Call("POST", API, _config, body=dict(document), params=params, idempotent=dry_run)
 
 
 def get_config(config_id: str) -> Call[SequenceConfig]:
@@ -83,9 +85,13 @@ def get_config(config_id: str) -> Call[SequenceConfig]:
 
 
 def patch_config(
-    config_id: str, changes: Mapping[str, Any], if_version: int | None = None
+    config_id: str,
+    changes: Mapping[str, Any],
+    if_version: int | None = None,
+    dry_run: bool = False,
 ) -> Call[SequenceConfig]:
-    """A JSON merge patch; with `if_version` the server refuses (Conflict) a newer config."""
+    """A JSON merge patch; with `if_version` the server refuses (Conflict) a newer config. A
+    dry run answers the configuration the patch would make and writes nothing."""
     headers = {} if if_version is None else {"If-Match": f'"{if_version}"'}
     return Call(
         "PATCH",
@@ -93,7 +99,8 @@ def patch_config(
         _config,
         body=dict(changes),
         headers=headers,
-        idempotent=False,
+        params={"dry_run": "true"} if dry_run else {},
+        idempotent=dry_run,
     )
 
 

@@ -81,16 +81,21 @@ class SmeClient:
     ) -> ep.ConfigPage:
         return self.call(ep.list_configs(workspace_id, limit, cursor))
 
-    def create_config(self, document: Mapping[str, Any]) -> SequenceConfig:
-        return self.call(ep.create_config(document))
+    def create_config(self, document: Mapping[str, Any], dry_run: bool = False) -> SequenceConfig:
+        """`dry_run`: validated as the create would be (field errors as 422), nothing written."""
+        return self.call(ep.create_config(document, dry_run))
 
     def get_config(self, config_id: str) -> SequenceConfig:
         return self.call(ep.get_config(config_id))
 
     def patch_config(
-        self, config_id: str, changes: Mapping[str, Any], if_version: int | None = None
+        self,
+        config_id: str,
+        changes: Mapping[str, Any],
+        if_version: int | None = None,
+        dry_run: bool = False,
     ) -> SequenceConfig:
-        return self.call(ep.patch_config(config_id, changes, if_version))
+        return self.call(ep.patch_config(config_id, changes, if_version, dry_run))
 
     def delete_config(self, config_id: str) -> None:
         self.call(ep.delete_config(config_id))
