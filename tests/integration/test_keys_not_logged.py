@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ import pytest
 from sme.gateway.auth import add_key
 from tests.conftest import unique_topic_env
 from tests.support.infra import ROOT, free_port
+from tests.support.waiting import eventually_blocking
 
 pytestmark = pytest.mark.integration
 API = "/api/v1/035-sequential-messaging-engine"
@@ -50,17 +50,16 @@ def test_no_key_appears_in_the_gateway_logs(kafka: str, tmp_path: Path) -> None:
         )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
         with httpx.Client(base_url=base, timeout=30) as http:
-            while True:
+
+            def ready() -> bool:
                 assert gateway.poll() is None, err.read_text()
                 try:
-                    if http.get("/readyz").status_code == 200:
-                        break
+                    return http.get("/readyz").status_code == 200
                 except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "gateway not ready"
-                time.sleep(0.2)  # polling interval while waiting for readiness
+                    return False
+
+            eventually_blocking(ready, timeout=90, what="the gateway ready")
             statuses = []
             for key in (ADMIN, workspace_key, wrong):
                 for headers in (

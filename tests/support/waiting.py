@@ -25,3 +25,20 @@ async def eventually(
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def eventually_blocking(
+    probe: Callable[[], T | None],
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    what: str = "effect",
+) -> T:
+    """`eventually` for synchronous tests (a blocking HTTP client, a subprocess)."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
