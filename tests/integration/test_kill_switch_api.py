@@ -52,6 +52,8 @@ async def test_a_sequence_created_while_the_switch_is_engaged_is_held_paused_unt
     api: httpx.AsyncClient,
 ) -> None:
     assert (await api.put(SWITCH, json={"engaged": True})).status_code == 200
+    dry = await api.post(API, params={"dry_run": "true"}, json=SEQUENCE)
+    assert dry.status_code == 200 and dry.json()["status"] == "PAUSED", "as it would be stored"
 
     created = await create(api)
 

@@ -150,12 +150,20 @@ class ConfigService:
         }
         document.setdefault("status", Status.ACTIVE.value)
         config = _validated(SequenceConfig, document)
-        if dry_run:
-            return config
+        if dry_run:  # as it would be stored: held PAUSED while the kill switch is engaged
+            return (
+                config.model_copy(update={"status": Status.PAUSED})
+                if self._held(config)
+                else config
+            )
         return await self._create(config, actor)
 
+    def _held(self, config: SequenceConfig) -> bool:
+        """A new running sequence the engaged kill switch would hold (see `_create_held`)."""
+        return config.status in RUNNING and self._engaged(config.workspace_id)
+
     async def _create(self, config: SequenceConfig, actor: str) -> SequenceConfig:
-        if config.status in RUNNING and self._engaged(config.workspace_id):
+        if self._held(config):
             async with self._switch_lock:  # not while a release is resuming what it held
                 if self._engaged(config.workspace_id):
                     return await self._create_held(config, actor)
