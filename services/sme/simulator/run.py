@@ -29,9 +29,9 @@ from sme.core.timeutil import MS, from_ms, to_ms, zone
 from sme.core.user_state import UserState
 from sme.simulator.oracle import OBJECTIVES, ContextTable, Knowledge, Objective, message_value
 from sme.simulator.report import LIFT_METHOD, Tally, lift_dict, share_of_oracle
+from sme.simulator.response import respond
 from sme.simulator.world import (
     CONVERSION_EVENT,
-    NO_EFFECT,
     SIGNUP_EVENT,
     Economics,
     HiddenUser,
@@ -406,66 +406,30 @@ class _Sim:
         self, user: HiddenUser, command: Command, channel: Channel, variant: str, at: int
     ) -> None:
         """Schedule what this user does with this message (hidden truth -> feedback events)."""
-        rng = self.rng
         regime = self._regime(at)
-        model = regime.channels[channel]
         truth = regime.segments[user.segment]
-        effect = truth.variants.get(variant, NO_EFFECT)
         arm = self.tally.arms[command.arm.value]
         arm.sent[channel.value] += 1
         arm.spend += truth.cost[channel]
-        cid = command.command_id
-        index = user.index
-        if rng.random() >= model.delivery:
-            self._push(at + MINUTE, _FEEDBACK, index, ("bounced", channel, cid))
-            return
-        delivered = at + rng.randrange(1_000, 30_000)
-        self._push(delivered, _FEEDBACK, index, ("delivered", channel, cid))
-        horizon = delivered - self.fatigue_ms
-        recent = [d for d in user.deliveries if d > horizon]
-        user.deliveries = [*recent, delivered]
-        fatigue = self.scenario.fatigue
-        active = self._active(user, delivered)
-        unsubscribe = truth.unsubscribe[channel] * (1 + fatigue.unsubscribe_growth * len(recent))
-        if unsubscribe > 0 and rng.random() < unsubscribe:
-            user.unsubscribed.add(channel)
-            when = delivered if active else self._next_active(user, delivered)
-            when += rng.randrange(MINUTE, 30 * MINUTE)
-            self._push(when, _FEEDBACK, index, ("unsubscribed", channel, cid))
-            return
-        p_open = (
-            user.open_p[channel]
-            * truth.open_factor[channel]
-            * effect.open
-            * (1 - fatigue.open_decay) ** len(recent)
+        horizon = self.fatigue_ms
+        responses = respond(
+            user,
+            regime,
+            self.scenario.fatigue,
+            channel,
+            variant,
+            at,
+            self.rng,
+            recent=lambda d: sum(1 for x in user.deliveries if x > d - horizon),
+            active=lambda ms: self._active(user, ms),
+            next_active=lambda ms: self._next_active(user, ms),
         )
-        if p_open <= 0:
-            return
-        if not active:
-            p_open *= 1 - model.missed_outside_active
-        if rng.random() >= p_open:
-            return
-        opened = delivered + int(rng.expovariate(1 / (model.open_delay_minutes * MINUTE)))
-        if not self._active(user, opened):
-            opened = self._next_active(user, opened) + rng.randrange(45 * MINUTE)
-        self._push(opened, _FEEDBACK, index, ("opened", channel, cid))
-        p_click = min(
-            1.0,
-            user.click_p[channel]
-            * user.appeal.get(variant, 1.0)
-            * (truth.click_factor[channel] * effect.click),
-        )
-        per_open = truth.conversion_per_open * effect.conversion
-        if rng.random() >= p_click:
-            if per_open > 0 and rng.random() < per_open:
-                converted = opened + MINUTE + int(rng.expovariate(1 / (60 * MINUTE)))
-                self._push(converted, _FEEDBACK, index, (CONVERSION_EVENT, channel, cid))
-            return
-        clicked = opened + 1_000 + int(rng.expovariate(1 / (model.click_delay_minutes * MINUTE)))
-        self._push(clicked, _FEEDBACK, index, ("clicked", channel, cid))
-        if rng.random() < truth.conversion_per_click * effect.conversion:
-            converted = clicked + 1_000 + int(rng.expovariate(1 / (20 * MINUTE)))
-            self._push(converted, _FEEDBACK, index, (CONVERSION_EVENT, channel, cid))
+        for kind, when in responses:
+            if kind == "delivered":
+                user.deliveries = [*(x for x in user.deliveries if x > when - horizon), when]
+            elif kind == "unsubscribed":
+                user.unsubscribed.add(channel)
+            self._push(when, _FEEDBACK, user.index, (kind, channel, command.command_id))
 
 
 def simulate(
